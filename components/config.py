@@ -1,0 +1,188 @@
+"""``params.yaml`` as typed configuration: parsed once, at the stage boundary.
+
+Every section is a strict pydantic model: an unknown key, a wrong type or an out-of-range value is a
+:class:`ConfigError` whose one-line message names the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
+
+from components.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetConfig(Strict):
+    source: Literal["digits", "mnist5k", "imagefolder", "npz", "ring8", "grid25", "names", "textfile"]
+    path: str | None = Field(None, description="file or folder for user sources (imagefolder, npz, textfile)")
+    n_samples: PositiveInt | None = Field(None, description="samples to draw (synthetic sources)")
+
+    @model_validator(mode="after")
+    def _path_for_user_sources(self) -> DatasetConfig:
+        if self.source in ("imagefolder", "npz", "textfile") and not self.path:
+            raise ValueError(f"source {self.source!r} needs a 'path' (a file or folder of yours)")
+        return self
+
+
+class SplitConfig(Strict):
+    val: float = Field(0.1, ge=0, lt=1)
+    test: float = Field(0.2, gt=0, lt=1)
+
+
+class PrepareConfig(Strict):
+    seed: int = 0
+    split: SplitConfig = SplitConfig()
+    datasets: dict[str, DatasetConfig]
+
+
+class FeaturesConfig(Strict):
+    """The domain classifier (feature extractor) trained per image dataset."""
+
+    epochs: PositiveInt = 8
+    batch_size: PositiveInt = 128
+    lr: PositiveFloat = 2e-3
+    seed: int = 0
+
+
+class TrainConfig(Strict):
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 64  # per worker
+    lr: PositiveFloat = 1e-3
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: PositiveFloat | None = None
+    num_workers: int = Field(2, ge=0, description="Ray Train workers; 0 runs in-process (tests only)")
+    cpus_per_worker: PositiveInt = 1
+    use_gpu: bool | Literal["auto"] = "auto"
+    amp: bool = Field(True, description="bf16 autocast on CUDA; ignored on CPU")
+    max_failures: int = Field(2, ge=0)
+    max_loss: PositiveFloat = Field(1e6, description="an epoch-mean loss above this counts as divergence")
+    seed: int = 0
+
+
+class EvaluateConfig(Strict):
+    n_samples: PositiveInt = 2000
+    batch_size: PositiveInt = 500
+    seed: int = 0
+    sampler: dict[str, Any] = Field(default_factory=dict, description="options passed to model.sample")
+
+
+class AuditConfig(Strict):
+    max_fd_l2: PositiveFloat = 0.1
+    max_fd_kl: PositiveFloat | None = None
+
+
+class SelectionConfig(Strict):
+    metric: str = "fid"
+    mode: Literal["min", "max"] = "min"
+
+
+class ExperimentConfig(Strict):
+    family: str
+    dataset: str
+    model: dict[str, Any] = Field(default_factory=dict)
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    audit: AuditConfig = AuditConfig()
+    selection: SelectionConfig = SelectionConfig()
+
+
+class MlflowConfig(Strict):
+    experiment: str = "genfoundry"
+    model_prefix: str = "genfoundry"
+
+
+class RayConfig(Strict):
+    storage_path: str = "ray_results"
+    num_cpus: PositiveInt | None = Field(None, description="CPUs of the local Ray instance (None: all)")
+
+
+class Params(Strict):
+    prepare: PrepareConfig
+    features: FeaturesConfig = FeaturesConfig()
+    experiments: dict[str, ExperimentConfig]
+    mlflow: MlflowConfig = MlflowConfig()
+    ray: RayConfig = RayConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Params:
+        from components.models import FAMILIES
+
+        for key, exp in self.experiments.items():
+            if exp.family not in FAMILIES:
+                raise ValueError(
+                    f"experiments.{key}.family: unknown family {exp.family!r}; expected one of {sorted(FAMILIES)}"
+                )
+            if exp.dataset not in self.prepare.datasets:
+                raise ValueError(
+                    f"experiments.{key}.dataset: unknown dataset {exp.dataset!r}; "
+                    f"expected one of prepare.datasets {sorted(self.prepare.datasets)}"
+                )
+        return self
+
+    def experiment(self, key: str) -> ExperimentConfig:
+        if key not in self.experiments:
+            raise ConfigError(
+                f"unknown experiment {key!r}; expected one of {sorted(self.experiments)} (params.yaml experiments)"
+            )
+        return self.experiments[key]
+
+
+def format_validation_error(e: ValidationError, *, prefix: str = "") -> str:
+    """The first error of a pydantic ValidationError as one line: key, value, expectation."""
+    err = e.errors()[0]
+    loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"]))
+    if err["type"] == "extra_forbidden":
+        return f"unknown key '{loc}'; remove it or fix its spelling"
+    if err["type"] == "missing":
+        return f"missing key '{loc}'; add it"
+    msg = err["msg"].removeprefix("Value error, ")
+    value = err.get("input")
+    if err["type"] == "value_error" and not err["loc"]:
+        return f"{prefix + ': ' if prefix else ''}{msg}"
+    return f"'{loc}' = {value!r}: expected {msg[0].lower() + msg[1:] if msg else 'a valid value'}"
+
+
+def parse_params(raw: dict[str, Any], *, validate_families: bool = True) -> Params:
+    """Validate a params mapping, including each experiment's family hyperparameters."""
+    try:
+        params = Params(**(raw or {}))
+    except ValidationError as e:
+        raise ConfigError(f"params.yaml: {format_validation_error(e)}") from None
+    if validate_families:
+        from components.models import parse_family_config
+
+        for key, exp in params.experiments.items():
+            try:
+                parse_family_config(exp.family, exp.model, where=f"experiments.{key}.model")
+            except ConfigError as e:
+                raise ConfigError(f"params.yaml: {e}") from None
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path} not found; run from the project root or pass --params")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return parse_params(raw)

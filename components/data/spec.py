@@ -1,0 +1,66 @@
+"""What a prepared dataset looks like to the models: the contract between prepare and train."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+Kind = Literal["image", "points", "text"]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Shape and semantics of one prepared dataset.
+
+    - image: ``x`` is float32 (N, C, H, W) in [0, 1]; ``levels`` intensity levels (17 for digits, 256 MNIST).
+    - points: ``x`` is float32 (N, D).
+    - text: ``x`` is a unicode array of strings; ``vocab`` lists the characters (token ids start after the
+      special tokens, see ``components.data.text``).
+    ``labels`` are the attribute the audit uses (class, mode, gender); ``class_names[i]`` names label ``i``.
+    """
+
+    name: str
+    kind: Kind
+    shape: tuple[int, ...]
+    class_names: tuple[str, ...] = ()
+    levels: int | None = None
+    vocab: tuple[str, ...] = ()
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        d["class_names"] = list(self.class_names)
+        d["vocab"] = list(self.vocab)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DataSpec:
+        return cls(
+            name=d["name"],
+            kind=d["kind"],
+            shape=tuple(d["shape"]),
+            class_names=tuple(d.get("class_names", ())),
+            levels=d.get("levels"),
+            vocab=tuple(d.get("vocab", ())),
+            extras=dict(d.get("extras", {})),
+        )
+
+
+@dataclass
+class RawData:
+    """A dataset as a source loads it, before splitting: ``x`` and optional labels ``y`` (int64, -1 = none)."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    kind: Kind
+    class_names: tuple[str, ...] = ()
+    levels: int | None = None
+    vocab: tuple[str, ...] = ()
+    extras: dict[str, Any] = field(default_factory=dict)

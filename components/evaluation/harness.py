@@ -1,0 +1,188 @@
+"""One evaluation harness for every family: draw samples, then measure them in the data's own terms.
+
+- images: FID and KID in the domain classifier's feature space (torchmetrics, custom ``feature=``) with the
+  real-vs-real floor (train vs test) beside them, precision/recall/density/coverage, the class histogram
+  of samples and its KL to the data, likelihood where the family defines one, and pictures;
+- points: the 2-D mode metrics of ../shared/reference/benchmarks.md §1;
+- text: see ``components.evaluation.text``.
+Every result carries a protocol card: extractor and its hash, N real / N generated, reference split,
+sampler and weights, seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from components.audit.fairness import fairness_discrepancy, shares
+from components.config import EvaluateConfig
+from components.data.spec import DataSpec
+from components.evaluation.features import TrainedClassifier
+from components.evaluation.grids import image_grid, scatter_plot
+from components.models.base import GenerativeModel
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, Any]
+    labels: list[int] | None = None  # the audited attribute of each generated sample
+    figures: dict[str, Image.Image] = field(default_factory=dict)
+    samples: Any = None
+
+
+@torch.no_grad()
+def generate(model: GenerativeModel, n: int, *, batch_size: int, seed: int, options: dict[str, Any]) -> Any:
+    """``n`` samples in batches from a seeded generator (tensor, or list of strings for text)."""
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    out: list[Any] = []
+    for start in range(0, n, batch_size):
+        out.append(model.sample(min(batch_size, n - start), generator=gen, **options))
+    if isinstance(out[0], Tensor):
+        return torch.cat(out).float().cpu()
+    return [s for chunk in out for s in chunk]
+
+
+def fid_kid(extractor: torch.nn.Module, real: Tensor, fake: Tensor, *, seed: int) -> dict[str, float]:
+    """FID (arXiv 1706.08500) and KID (arXiv 1801.01401) between two image sets, in ``extractor``'s features."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    torch.manual_seed(seed)  # KID's subsets
+    fid = FrechetInceptionDistance(feature=extractor, reset_real_features=True)
+    subset = min(1000, len(real), len(fake))
+    kid = KernelInceptionDistance(feature=extractor, subsets=50, subset_size=subset, reset_real_features=True)
+    for metric in (fid, kid):
+        for chunk in real.split(1000):
+            metric.update(chunk, real=True)
+        for chunk in fake.split(1000):
+            metric.update(chunk, real=False)
+    kid_mean, kid_std = kid.compute()
+    return {
+        "fid": max(float(fid.compute()), 0.0),  # clamp tiny negatives (benchmarks.md §3)
+        "kid": float(kid_mean),
+        "kid_std": float(kid_std),
+    }
+
+
+def evaluate_images(
+    model: GenerativeModel,
+    spec: DataSpec,
+    *,
+    classifier: TrainedClassifier,
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    cfg: EvaluateConfig,
+) -> Evaluation:
+    from components.evaluation.prdc import prdc_per_k
+
+    fake = generate(model, cfg.n_samples, batch_size=cfg.batch_size, seed=cfg.seed, options=cfg.sampler)
+    real_test = torch.from_numpy(test[0]).float()
+    rng = np.random.default_rng(cfg.seed)
+    n_floor = min(len(train[0]), cfg.n_samples)
+    real_train = torch.from_numpy(train[0][rng.choice(len(train[0]), n_floor, replace=False)]).float()
+    extractor = classifier.model.eval()
+
+    quality = fid_kid(extractor, real_test, fake, seed=cfg.seed)
+    floor = fid_kid(extractor, real_test, real_train, seed=cfg.seed)
+    f_test, f_fake = classifier.features(real_test), classifier.features(fake)
+    by_k = prdc_per_k(f_test, f_fake, ks=(3, 5))  # one pass over the distances
+    pr, dc = by_k[3], by_k[5]  # P/R with k = 3 (arXiv 1904.06991), D/C with k = 5 (arXiv 2002.09797)
+
+    k = spec.num_classes
+    labels = classifier.predict(fake).numpy()
+    p_gen = shares(labels, k)
+    p_train = shares(train[1], k)
+    metrics: dict[str, Any] = {
+        "fid": quality["fid"],
+        "kid": quality["kid"],
+        "kid_std": quality["kid_std"],
+        "fid_floor_train_vs_test": floor["fid"],
+        "kid_floor_train_vs_test": floor["kid"],
+        "precision": pr["precision"],
+        "recall": pr["recall"],
+        "density": dc["density"],
+        "coverage": dc["coverage"],
+        "classes_present": int((p_gen > 0).sum()),
+        "class_kl_to_data": fairness_discrepancy(p_gen, p_train)["kl"],
+        "class_histogram": np.bincount(labels, minlength=k).tolist(),
+    }
+    metrics.update(_likelihood(model, test, cfg))
+    metrics["protocol"] = {
+        "feature_extractor": f"domain classifier (penultimate layer, {extractor.num_features}-D)",
+        "extractor_sha256": classifier.meta.get("sha256"),
+        "extractor_test_accuracy": classifier.meta.get("test_accuracy"),
+        "n_generated": int(len(fake)),
+        "n_real": int(len(real_test)),
+        "reference_split": "test",
+        "floor": f"train ({n_floor}) vs test ({len(real_test)})",
+        "precision_recall_k": 3,
+        "density_coverage_k": 5,
+        "seed": cfg.seed,
+        "sampler_options": cfg.sampler,
+        **model.sampler_info(),
+    }
+    gen = torch.Generator().manual_seed(cfg.seed)
+    figures = {"samples": image_grid(fake[:64], nrow=8)}
+    real_batch = (real_test[:64], torch.from_numpy(test[1][:64]))
+    for name, imgs in model.evaluation_figures(real_batch, generator=gen).items():
+        figures[name] = image_grid(imgs.float().cpu(), nrow=8)
+    return Evaluation(metrics=metrics, labels=labels.tolist(), figures=figures, samples=fake)
+
+
+def evaluate_points(
+    model: GenerativeModel, spec: DataSpec, *, train: tuple[np.ndarray, np.ndarray], cfg: EvaluateConfig
+) -> Evaluation:
+    """2-D mixtures: modes captured, % high quality, reverse KL (benchmarks.md §1)."""
+    from components.evaluation.modes import mode_metrics
+
+    fake = generate(
+        model, cfg.n_samples, batch_size=cfg.batch_size, seed=cfg.seed, options=cfg.sampler
+    ).numpy()
+    means = np.asarray(spec.extras["means"])
+    m = mode_metrics(fake, means, float(spec.extras["sigma"]))
+    d = np.linalg.norm(fake[:, None] - means[None], axis=-1)
+    hq = d.min(1) <= 3 * float(spec.extras["sigma"])
+    labels = np.where(hq, d.argmin(1), -1)  # -1: off every mode (not high quality)
+    metrics: dict[str, Any] = {
+        "modes_captured": m["modes_captured"],
+        "pct_high_quality": m["pct_high_quality"],
+        "reverse_kl": m["reverse_kl"],
+        "mode_histogram": m["per_mode_counts"],
+        "protocol": {
+            "n_generated": int(len(fake)),
+            "high_quality_rule": "within 3 sigma of the nearest mean",
+            "seed": cfg.seed,
+            "sampler_options": cfg.sampler,
+            **model.sampler_info(),
+        },
+    }
+    return Evaluation(
+        metrics=metrics,
+        labels=labels.tolist(),
+        figures={"samples": scatter_plot(fake, reference=means)},
+        samples=fake,
+    )
+
+
+def _likelihood(
+    model: GenerativeModel, test: tuple[np.ndarray, np.ndarray], cfg: EvaluateConfig
+) -> dict[str, float]:
+    """Mean of the family's likelihood terms over the test split (nothing if the family defines none)."""
+    torch.manual_seed(cfg.seed)
+    x, y = torch.from_numpy(test[0]).float(), torch.from_numpy(test[1])
+    sums: dict[str, float] = {}
+    n = 0
+    with torch.no_grad():
+        for xb, yb in zip(x.split(cfg.batch_size), y.split(cfg.batch_size), strict=True):
+            terms = model.likelihood((xb, yb))
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(xb)
+            n += len(xb)
+    return {f"test_{k}": v / n for k, v in sums.items() if math.isfinite(v)}

@@ -1,0 +1,1 @@
+"""MLflow tracking and registry helpers, and the registered pyfunc sampler."""

@@ -1,0 +1,185 @@
+"""MLflow Model Registry: register a trained experiment as a pyfunc sampler and decide its aliases.
+
+Aliases, not stages: a new version becomes ``challenger``; it becomes ``champion`` only if its audit
+passed and it beats the current champion on the experiment's selection metric, and the old champion then
+keeps alias ``previous``. Re-registering identical weights and results is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import platform
+import warnings
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+import components
+
+SAMPLER_FILE = Path(__file__).with_name("sampler_model.py")
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+_REQUIREMENTS = ("torch", "numpy", "pandas", "safetensors", "pydantic", "mlflow", "pillow")
+
+
+@dataclass(frozen=True)
+class Decision:
+    name: str
+    version: str
+    promoted: bool
+    reason: str
+    aliases: tuple[str, ...]
+    metric: str
+    value: float | None
+    champion_before: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def model_name(prefix: str, experiment: str) -> str:
+    return f"{prefix}-{experiment}"
+
+
+def _requirements() -> list[str]:
+    reqs = []
+    for pkg in _REQUIREMENTS:
+        try:
+            v = metadata.version(pkg)
+            reqs.append(f"{pkg}=={v.split('+')[0]}")
+        except metadata.PackageNotFoundError:
+            reqs.append(pkg)
+    return reqs
+
+
+def fingerprint(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def find_version(c: MlflowClient, name: str, fp: str) -> str | None:
+    """The version of ``name`` registered with this fingerprint (weights + results), if any."""
+    try:
+        versions = c.search_model_versions(f"name = '{name}' and tags.fingerprint = '{fp}'")
+    except MlflowException:
+        return None
+    return versions[0].version if versions else None
+
+
+def log_sampler(
+    *,
+    run_id: str,
+    model_dir: str | Path,
+    name: str,
+    sample_params: dict[str, Any],
+    example_output: Any,
+    tags: dict[str, str],
+    description: str,
+) -> str:
+    """Log the pyfunc sampler to ``run_id`` and register it as a new version of ``name``; return the version."""
+    example = pd.DataFrame({"n": [4], "seed": [0]})
+    with warnings.catch_warnings():  # "integer columns cannot hold missing values": n and seed never are
+        warnings.simplefilter("ignore", UserWarning)
+        signature = infer_signature(example, example_output, params=sample_params or None)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="sampler",
+            python_model=str(SAMPLER_FILE),
+            artifacts={"model_dir": str(Path(model_dir).resolve())},
+            code_paths=[str(Path(components.__file__).parent)],
+            signature=signature,
+            input_example=example,
+            pip_requirements=_requirements(),
+            registered_model_name=name,
+            metadata={"python": platform.python_version()},
+        )
+    version = str(info.registered_model_version)
+    c = MlflowClient()
+    for k, v in tags.items():
+        c.set_model_version_tag(name, version, k, str(v))
+    c.update_model_version(name, version, description=description)
+    return version
+
+
+def alias_version(c: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return c.get_model_version_by_alias(name, alias).version
+    except MlflowException:
+        return None
+
+
+def version_metric(c: MlflowClient, name: str, version: str, metric: str) -> float | None:
+    v = c.get_model_version(name, version).tags.get(f"metric.{metric}")
+    return float(v) if v is not None else None
+
+
+def better(new: float, old: float | None, mode: str) -> bool:
+    if old is None or not math.isfinite(old):
+        return True
+    return new < old if mode == "min" else new > old
+
+
+def decide(
+    c: MlflowClient,
+    name: str,
+    version: str,
+    *,
+    audit_passed: bool,
+    audit_reason: str,
+    metric: str,
+    mode: str,
+    value: float | None,
+) -> Decision:
+    """Set aliases for a freshly registered (or re-found) version and say why."""
+    champion = alias_version(c, name, CHAMPION)
+    if champion == version:
+        return Decision(name, version, False, "already champion", (CHAMPION,), metric, value, champion)
+    c.set_registered_model_alias(name, CHALLENGER, version)
+    if not audit_passed:
+        reason = f"kept champion {champion}: audit failed ({audit_reason})"
+        c.set_model_version_tag(name, version, "promotion", "blocked: " + audit_reason)
+        return Decision(name, version, False, reason, (CHALLENGER,), metric, value, champion)
+    if value is None or not math.isfinite(value):
+        return Decision(
+            name, version, False, f"no finite {metric} to compare", (CHALLENGER,), metric, value, champion
+        )
+    old = version_metric(c, name, champion, metric) if champion else None
+    if not better(value, old, mode):
+        reason = f"kept champion {champion}: {metric} {value:.4g} does not beat {old:.4g} ({mode})"
+        return Decision(name, version, False, reason, (CHALLENGER,), metric, value, champion)
+    promote(c, name, version)
+    reason = (
+        "first champion"
+        if champion is None
+        else f"{metric} {value:.4g} beats champion {champion} ({old:.4g})"
+    )
+    return Decision(name, version, True, reason, (CHAMPION, CHALLENGER), metric, value, champion)
+
+
+def promote(c: MlflowClient, name: str, version: str) -> str | None:
+    """``champion`` ← ``version``; the old champion keeps alias ``previous``. Returns the old champion."""
+    old = alias_version(c, name, CHAMPION)
+    if old == version:
+        return old
+    if old is not None:
+        c.set_registered_model_alias(name, PREVIOUS, old)
+    c.set_registered_model_alias(name, CHAMPION, version)
+    return old
+
+
+def rollback(c: MlflowClient, name: str) -> tuple[str, str]:
+    """``champion`` ← ``previous``; the demoted version keeps alias ``challenger``. Returns (demoted, restored)."""
+    prev = alias_version(c, name, PREVIOUS)
+    cur = alias_version(c, name, CHAMPION)
+    if prev is None or cur is None:
+        raise MlflowException(f"cannot roll back {name}: it needs both a champion and a previous version")
+    c.set_registered_model_alias(name, CHAMPION, prev)
+    c.set_registered_model_alias(name, CHALLENGER, cur)
+    c.delete_registered_model_alias(name, PREVIOUS)
+    return cur, prev

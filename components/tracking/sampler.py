@@ -1,0 +1,59 @@
+"""The registered model: an MLflow pyfunc *sampler*, ``predict({"n": 16, "seed": 0}) -> samples``.
+
+Logged from code (``sampler_model.py``) with the trained model directory as an artifact — weights as
+safetensors plus ``config.json``, never a pickled object — and the ``components`` package as code, so
+``mlflow.pyfunc.load_model("models:/<name>@champion")`` works in any environment with the requirements.
+Sampler options (``steps``, ``temperature``, ``sampler``, ``eta`` ...) are pyfunc ``params``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+warnings.filterwarnings("ignore", message=".*type hints.*predict", category=UserWarning)
+
+
+class Sampler(mlflow.pyfunc.PythonModel):
+    """Loads the model once; each call draws ``n`` samples from a seeded generator."""
+
+    def load_context(self, context: Any) -> None:
+        from components.models.store import load_info, load_trained
+
+        self.model = load_trained(context.artifacts["model_dir"])
+        self.info = load_info(context.artifacts["model_dir"])
+
+    # no type hints on purpose: MLflow would turn them into a list-of-records schema; ours is logged explicitly
+    def predict(self, context, model_input, params=None):
+        import torch
+
+        n, seed = _request(model_input)
+        options = {k: v for k, v in (params or {}).items() if v is not None}
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            out = self.model.sample(n, generator=gen, **options)
+        if isinstance(out, list):
+            return out  # text: list of strings
+        return out.float().cpu().numpy()  # images (n, C, H, W) in [0, 1] or points (n, D)
+
+
+def _request(model_input: Any) -> tuple[int, int]:
+    """Accept ``{"n": 16, "seed": 0}``, a one-row DataFrame with those columns, or a list of such records."""
+    if isinstance(model_input, pd.DataFrame):
+        if len(model_input) != 1:
+            raise ValueError(f"Expected one request row with columns n, seed; got {len(model_input)} rows")
+        row = model_input.iloc[0].to_dict()
+    elif isinstance(model_input, dict):
+        row = {k: (v[0] if isinstance(v, list | np.ndarray) else v) for k, v in model_input.items()}
+    elif isinstance(model_input, list) and len(model_input) == 1 and isinstance(model_input[0], dict):
+        row = model_input[0]
+    else:
+        raise ValueError(f"Expected {{'n': int, 'seed': int}}, got {type(model_input).__name__}")
+    n, seed = int(row.get("n", 16)), int(row.get("seed", 0))
+    if not 1 <= n <= 10_000:
+        raise ValueError(f"Expected 1 <= n <= 10000, got {n}")
+    return n, seed

@@ -1,0 +1,187 @@
+"""Launch one experiment's training on Ray Train (``TorchTrainer``), resuming from its last checkpoint.
+
+The run is named deterministically (experiment key + hash of everything that shapes the weights), so a
+rerun of the stage after a crash continues from the newest checkpoint under ``storage_path/name``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue as queue_mod
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from components.config import TrainConfig
+from components.data import load_spec
+from components.errors import DivergenceError, GenfoundryError
+from components.models import build_model
+from components.models.base import GenerativeModel
+from components.training.loop import LoopState, fit, load_checkpoint, train_worker
+from components.training.loop import data_tensors as _data_tensors
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Everything a training run needs; all paths absolute (workers may run elsewhere)."""
+
+    key: str
+    family: str
+    model: dict[str, Any]
+    dataset: str
+    data_root: str
+    train: TrainConfig
+    run_name: str
+    storage_path: str
+    tracking_uri: str | None = None
+    run_id: str | None = None
+
+
+def init_ray(*, num_cpus: int | None = None) -> None:
+    """Connect to ``RAY_ADDRESS`` if set (a cluster, or inside ``ray job submit``), else start a quiet local Ray."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    address = os.environ.get("RAY_ADDRESS")
+    ray.init(
+        address=address,
+        num_cpus=None if address else num_cpus,
+        include_dashboard=False if not address else None,
+        logging_level=logging.ERROR,
+        log_to_driver=False,  # worker output stays in Ray's log files; progress reaches us through a queue
+        configure_logging=True,
+    )
+
+
+def resolve_use_gpu(use_gpu: bool | str) -> bool:
+    """``auto`` means: use GPUs when the Ray cluster has any."""
+    if use_gpu != "auto":
+        return bool(use_gpu)
+    import ray
+
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def train(job: TrainJob, *, on_event: EventSink | None = None) -> tuple[GenerativeModel, LoopState]:
+    """Train (or resume) ``job`` and return the trained model (on CPU) with its loop state.
+
+    ``train.num_workers == 0`` trains in-process without Ray (for tests); otherwise ``num_workers`` Ray
+    Train workers run data-parallel (gloo on CPU, NCCL on GPU).
+    """
+    spec = load_spec(job.data_root, job.dataset)
+    if job.train.num_workers == 0:
+        model = build_model(job.family, job.model, spec)
+        from components.data import load_split
+
+        state = LoopState()
+
+        def cb(epoch: int, means: dict[str, float]) -> None:
+            state.epoch = epoch
+            if on_event:
+                on_event({"event": "epoch", "epoch": epoch, "epochs": job.train.epochs, "metrics": means})
+
+        state.history = fit(
+            model,
+            _data_tensors(spec, *load_split(job.data_root, job.dataset, "train")),
+            job.train,
+            callback=cb,
+        )
+        return model, state
+    return _train_ray(job, spec, on_event)
+
+
+def _train_ray(job: TrainJob, spec: Any, on_event: EventSink | None) -> tuple[GenerativeModel, LoopState]:
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.util.queue import Queue
+
+    init_ray()
+    use_gpu = resolve_use_gpu(job.train.use_gpu)
+    events: Queue = Queue(maxsize=10_000, actor_options={"num_cpus": 0})
+    config = {
+        "family": job.family,
+        "model": job.model,
+        "dataset": job.dataset,
+        "data_root": job.data_root,
+        "train": job.train.model_dump(),
+        "tracking_uri": job.tracking_uri,
+        "run_id": job.run_id,
+        "queue": events,
+        "threads_per_worker": job.train.cpus_per_worker,
+    }
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=config,
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=job.train.num_workers,
+            use_gpu=use_gpu,
+            resources_per_worker={"CPU": job.train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
+        ),
+        run_config=ray.train.RunConfig(
+            name=job.run_name,
+            storage_path=job.storage_path,
+            failure_config=ray.train.FailureConfig(max_failures=job.train.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
+    )
+    diverged: list[str] = []
+    stop = threading.Event()
+
+    def pump() -> None:
+        while not stop.is_set() or events.qsize() > 0:
+            try:
+                ev = events.get(timeout=0.25)
+            except (queue_mod.Empty, Exception):  # ray.util.queue.Empty subclasses queue.Empty
+                continue
+            if ev.get("event") == "diverged":
+                diverged.append(ev["message"])
+            if on_event:
+                on_event(ev)
+
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    try:
+        result = trainer.fit()
+    except ray.train.TrainingFailedError as e:
+        raise GenfoundryError(
+            f"training of {job.key!r} failed after {job.train.max_failures} retries: {_root_cause(e)}"
+        ) from e
+    finally:
+        stop.set()
+        t.join(timeout=10)
+        ray.kill(events.actor, no_restart=True)
+    if diverged:
+        raise DivergenceError(diverged[0])
+    if result.checkpoint is None:
+        raise GenfoundryError(
+            f"training of {job.key!r} produced no checkpoint (train.epochs = {job.train.epochs})"
+        )
+    model = build_model(job.family, job.model, spec)
+    with result.checkpoint.as_directory() as d:
+        state = load_checkpoint(d, model)
+    return model.to(torch.device("cpu")), state
+
+
+def _root_cause(e: BaseException) -> str:
+    while e.__cause__ is not None:
+        e = e.__cause__
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(e).__name__
+
+
+def storage_path(path: str, root: str | Path) -> str:
+    """Ray needs an absolute path or a URI (``s3://``, ``gs://`` ...) for ``RunConfig.storage_path``."""
+    if "://" in path:
+        return path
+    return str((Path(root) / path).resolve())

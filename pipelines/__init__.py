@@ -1,0 +1,1 @@
+"""Stage wiring: one thin module per DVC stage, plus the ``genfoundry`` CLI. Logic lives in ``components``."""

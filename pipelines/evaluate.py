@@ -1,0 +1,84 @@
+"""Stage ``evaluate@<experiment>``: sample the trained model and measure it (components.evaluation.harness)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from components.data import load_spec, load_split
+from components.errors import GenfoundryError
+from components.evaluation import harness
+from components.evaluation.grids import save_png
+from components.io import atomic_path, write_json
+from components.models.store import load_trained
+from components.tracking import runs
+from pipelines._common import DATA, FEATURES, MODELS, REPORTS, console, params, run_info, stage
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+@stage
+def main(experiment: str = typer.Argument(..., help="experiment key in params.yaml")) -> None:
+    p = params()
+    exp = p.experiment(experiment)
+    info = run_info(experiment)
+    spec = load_spec(DATA, exp.dataset)
+    model = load_trained(MODELS / experiment)
+    train, test = load_split(DATA, exp.dataset, "train"), load_split(DATA, exp.dataset, "test")
+    if spec.kind == "image":
+        from components.evaluation.features import load_classifier
+
+        clf_dir = FEATURES / exp.dataset
+        if not (clf_dir / "meta.json").exists():
+            raise GenfoundryError(
+                f"no domain classifier for {exp.dataset!r} ({clf_dir}); run `dvc repro features`"
+            )
+        result = harness.evaluate_images(
+            model, spec, classifier=load_classifier(clf_dir), train=train, test=test, cfg=exp.evaluate
+        )
+    elif spec.kind == "points":
+        result = harness.evaluate_points(model, spec, train=train, cfg=exp.evaluate)
+    else:
+        from components.evaluation.text_harness import evaluate_text
+
+        result = evaluate_text(model, spec, train=train, test=test, cfg=exp.evaluate, features_dir=FEATURES)
+    result.metrics["protocol"]["weights_sha256"] = info["weights_sha256"]
+
+    out = REPORTS / experiment / "eval"
+    with atomic_path(out) as tmp:
+        tmp.mkdir()
+        for name, img in result.figures.items():
+            save_png(img, tmp / f"{name}.png")
+        write_json(tmp / "labels.json", {"labels": result.labels, "class_names": list(spec.class_names)})
+    write_json(REPORTS / experiment / "eval.json", result.metrics)
+
+    c = runs.client(Path.cwd())
+    scalars = {f"eval/{k}": v for k, v in result.metrics.items() if isinstance(v, int | float)}
+    runs.log_metrics(c, info["run_id"], scalars)
+    runs.set_tags(c, info["run_id"], {"eval.protocol": result.metrics["protocol"]})
+    for f in sorted(out.glob("*")):
+        c.log_artifact(info["run_id"], str(f), artifact_path="eval")
+    headline = ", ".join(
+        f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, float) and k in _HEADLINE
+    )
+    console.print(f"evaluated [bold]{experiment}[/]: {headline}")
+
+
+_HEADLINE = {
+    "fid",
+    "fid_floor_train_vs_test",
+    "precision",
+    "recall",
+    "coverage",
+    "modes_captured",
+    "pct_high_quality",
+    "reverse_kl",
+    "test_nll_nats_per_char",
+    "test_nll_bits_per_dim",
+}
+
+
+if __name__ == "__main__":
+    app()

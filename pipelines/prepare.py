@@ -1,0 +1,37 @@
+"""Stage ``prepare``: load each dataset of ``params.prepare``, validate, split and save under data/prepared."""
+
+from __future__ import annotations
+
+import typer
+
+from components.data import get_source, prepare_dataset
+from components.errors import DataError
+from components.io import atomic_path, write_json
+from pipelines._common import DATA, REPORTS, console, params, stage
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+@stage
+def main() -> None:
+    """Prepare every dataset; all of data/prepared is replaced at once, or not at all."""
+    cfg = params().prepare
+    summary = {}
+    with atomic_path(DATA) as tmp:
+        tmp.mkdir()
+        for name, ds in cfg.datasets.items():
+            try:
+                raw = get_source(ds.source)(path=ds.path, n_samples=ds.n_samples, seed=cfg.seed)
+            except DataError as e:
+                raise DataError(f"dataset {name!r}: {e}") from None
+            m = prepare_dataset(name, raw, tmp, val=cfg.split.val, test=cfg.split.test, seed=cfg.seed)
+            summary[name] = {s: v["n"] for s, v in m["splits"].items()} | {"sha256": m["sha256"][:12]}
+            console.print(
+                f"prepared [bold]{name}[/]: " + ", ".join(f"{s} {v['n']}" for s, v in m["splits"].items())
+            )
+    write_json(REPORTS / "prepare.json", summary)
+
+
+if __name__ == "__main__":
+    app()

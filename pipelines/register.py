@@ -1,0 +1,105 @@
+"""Stage ``register@<experiment>``: the trained model -> MLflow Model Registry as a pyfunc sampler.
+
+New version -> ``challenger``; -> ``champion`` only if the audit passed and it beats the champion on the
+experiment's selection metric (old champion -> ``previous``). A FAILED run (e.g. diverged) is never registered.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import typer
+
+from components.errors import ConfigError, GenfoundryError
+from components.io import read_json, write_json
+from components.models.store import load_trained
+from components.tracking import registry, runs
+from pipelines._common import MODELS, REPORTS, console, params, run_info, stage
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+@stage
+def main(experiment: str = typer.Argument(..., help="experiment key in params.yaml")) -> None:
+    p = params()
+    exp = p.experiment(experiment)
+    info = run_info(experiment)
+    metrics = read_json(REPORTS / experiment / "eval.json")
+    audit = read_json(REPORTS / experiment / "audit.json")
+    c = runs.client(Path.cwd())
+    run = c.get_run(info["run_id"])
+    if run.info.status == "FAILED":
+        raise GenfoundryError(f"MLflow run {info['run_id']} of {experiment!r} FAILED; it is not registered")
+    metric = exp.selection.metric
+    value = metrics.get(metric)
+    if not isinstance(value, int | float):
+        numeric = sorted(k for k, v in metrics.items() if isinstance(v, int | float))
+        raise ConfigError(
+            f"experiments.{experiment}.selection.metric = {metric!r}: expected one of {numeric}"
+        )
+
+    name = registry.model_name(p.mlflow.model_prefix, experiment)
+    fp = registry.fingerprint(
+        info["weights_sha256"], json.dumps(metrics, sort_keys=True), json.dumps(audit, sort_keys=True)
+    )
+    version = registry.find_version(c, name, fp)
+    if version is None:
+        model = load_trained(MODELS / experiment)
+        with torch.no_grad():
+            example = model.sample(4, generator=torch.Generator().manual_seed(0))
+        example = example if isinstance(example, list) else example.numpy()
+        tags = {
+            "fingerprint": fp,
+            "experiment": experiment,
+            "family": exp.family,
+            "dataset": exp.dataset,
+            "git_commit": runs.git_commit(Path.cwd()),
+            "params_hash": info["params_hash"],
+            "data_sha256": info["data_sha256"],
+            "weights_sha256": info["weights_sha256"],
+            "audit.passed": audit["passed"],
+            **{f"metric.{k}": v for k, v in metrics.items() if isinstance(v, int | float)},
+        }
+        version = registry.log_sampler(
+            run_id=info["run_id"],
+            model_dir=MODELS / experiment,
+            name=name,
+            sample_params=type(model).sample_params,
+            example_output=example,
+            tags=tags,
+            description=_card(experiment, exp.family, exp.dataset, info, metrics, audit),
+        )
+    decision = registry.decide(
+        c,
+        name,
+        version,
+        audit_passed=audit["passed"],
+        audit_reason="; ".join(audit["failed"]),
+        metric=metric,
+        mode=exp.selection.mode,
+        value=float(value),
+    )
+    write_json(REPORTS / experiment / "registry.json", decision.to_dict())
+    console.print(
+        f"registered [bold]{name}[/] v{version}: {'[green]promoted[/]' if decision.promoted else 'not promoted'}"
+        f" — {decision.reason}"
+    )
+
+
+def _card(experiment: str, family: str, dataset: str, info: dict, metrics: dict, audit: dict) -> str:
+    """A short model card (markdown) for the registry."""
+    rows = "\n".join(f"| {k} | {v:.4g} |" for k, v in metrics.items() if isinstance(v, float))
+    return (
+        f"# {experiment}\n\n{family} trained on `{dataset}` (data sha256 `{info['data_sha256'][:16]}`), "
+        f"params hash `{info['params_hash']}`, MLflow run `{info['run_id']}`.\n\n"
+        f"| metric | value |\n|---|---|\n{rows}\n\n"
+        f"Audit: {'passed' if audit['passed'] else 'FAILED: ' + '; '.join(audit['failed'])} "
+        f"(FD L2 {audit['fd_l2']:.4f}).\n\nProtocol: `{json.dumps(metrics.get('protocol', {}), sort_keys=True)}`\n"
+    )
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,184 @@
+"""Stage ``train@<experiment>``: Ray Train data-parallel training, one MLflow run, models/<experiment>/.
+
+A rerun resumes: the Ray run name and the MLflow run are keyed by a hash of everything that shapes the
+weights (family, model, train params, data), so a crashed stage continues from its last checkpoint and
+logs into the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from components.data import load_manifest
+from components.errors import DivergenceError
+from components.io import write_json, write_text
+from components.models.store import save_trained
+from components.tracking import runs
+from components.training.driver import TrainJob, storage_path, train
+from pipelines._common import DATA, MODELS, REPORTS, console, params, params_hash, stage
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+@stage
+def main(experiment: str = typer.Argument(..., help="experiment key in params.yaml")) -> None:
+    p = params()
+    exp = p.experiment(experiment)
+    root = Path.cwd()
+    manifest = load_manifest(DATA, exp.dataset)
+    shaping = {
+        "family": exp.family,
+        "model": exp.model,
+        "train": exp.train.model_dump(),
+        "data": manifest["sha256"],
+    }
+    key_hash = params_hash(shaping)
+    run_key = f"{experiment}-{key_hash}"
+
+    c = runs.client(root)
+    exp_id = runs.ensure_experiment(c, p.mlflow.experiment, root)
+    run_id = runs.find_or_create_run(
+        c,
+        exp_id,
+        run_key,
+        run_name=experiment,
+        tags={
+            "genfoundry.experiment": experiment,
+            "genfoundry.family": exp.family,
+            "genfoundry.dataset": exp.dataset,
+            "git_commit": runs.git_commit(root),
+            "params_hash": key_hash,
+            "data_sha256": manifest["sha256"],
+        },
+    )
+    runs.log_params(
+        c,
+        run_id,
+        {"family": exp.family, "dataset": exp.dataset, "model": exp.model, "train": exp.train.model_dump()},
+    )
+    job = TrainJob(
+        key=experiment,
+        family=exp.family,
+        model=exp.model,
+        dataset=exp.dataset,
+        data_root=str((root / DATA).resolve()),
+        train=exp.train,
+        run_name=run_key,
+        storage_path=storage_path(p.ray.storage_path, root),
+        tracking_uri=c.tracking_uri,
+        run_id=run_id,
+    )
+    t0 = time.time()
+    try:
+        with _progress(experiment) as on_event:
+            model, state = train(job, on_event=on_event)
+    except DivergenceError as e:
+        c.set_tag(run_id, "failure", str(e))
+        c.set_terminated(run_id, status="FAILED")
+        raise
+    wall = time.time() - t0
+    info = save_trained(
+        MODELS / experiment,
+        model,
+        {
+            "experiment": experiment,
+            "family": exp.family,
+            "model": exp.model,
+            "dataset": exp.dataset,
+            "run_id": run_id,
+            "run_key": run_key,
+            "params_hash": key_hash,
+            "data_sha256": manifest["sha256"],
+            "epochs": state.epoch,
+            "num_workers": exp.train.num_workers,
+        },
+    )
+    final = {k: v for k, v in state.history[-1].items() if k != "epoch"} if state.history else {}
+    write_json(
+        REPORTS / experiment / "train.json",
+        {
+            "epochs": state.epoch,
+            "wall_seconds": round(wall, 1),
+            "num_workers": exp.train.num_workers,
+            **final,
+        },
+    )
+    write_text(REPORTS / experiment / "train_history.csv", _csv(state.history))
+    runs.set_tags(c, run_id, {"weights_sha256": info["weights_sha256"]})
+    runs.log_metrics(c, run_id, {"train_wall_seconds": wall})
+    c.set_terminated(run_id, status="FINISHED")
+    console.print(
+        f"trained [bold]{experiment}[/] ({exp.family} on {exp.dataset}): {state.epoch} epochs in "
+        f"{wall:.0f}s on {max(exp.train.num_workers, 1)} worker(s); loss {final.get('loss', float('nan')):.4g}"
+    )
+
+
+def _csv(history: list[dict[str, float]]) -> str:
+    if not history:
+        return "epoch\n"
+    keys = ["epoch"] + sorted({k for h in history for k in h} - {"epoch"})
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(history)
+    return buf.getvalue()
+
+
+class _progress:
+    """A rich progress bar fed by the workers' events (epochs and steps), instead of Ray's log stream."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task = None
+        self.steps = None
+
+    def __enter__(self):
+        self.bar.start()
+        self.task = self.bar.add_task(f"train {self.name}", total=None, info="starting Ray workers")
+        return self.on_event
+
+    def on_event(self, ev: dict) -> None:
+        kind = ev.get("event")
+        if kind == "start":
+            self.bar.update(
+                self.task,
+                total=ev["epochs"],
+                completed=ev["epoch"],
+                info="resumed from checkpoint" if ev["epoch"] else "",
+            )
+        elif kind == "steps":
+            self.steps = ev["steps"]
+        elif kind == "step" and self.steps:
+            self.bar.update(self.task, info=f"step {ev['step']}/{self.steps}")
+        elif kind == "epoch":
+            loss = ev["metrics"].get("loss")
+            self.bar.update(
+                self.task,
+                total=ev["epochs"],
+                completed=ev["epoch"],
+                info=f"loss {loss:.4g}" if loss is not None else "",
+            )
+
+    def __exit__(self, *exc):
+        self.bar.stop()
+        return False
+
+
+if __name__ == "__main__":
+    app()

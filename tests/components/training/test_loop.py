@@ -1,0 +1,69 @@
+import math
+
+import pytest
+import torch
+
+from components.config import TrainConfig
+from components.data import load_spec, load_split
+from components.errors import DivergenceError
+from components.models import build_model
+from components.models.base import OptimConfig
+from components.training.loop import LoopState, data_tensors, fit, load_checkpoint, save_checkpoint
+
+
+def _data(root):
+    spec = load_spec(root, "digits")
+    return spec, data_tensors(spec, *load_split(root, "digits", "train"))
+
+
+def test_fit_lowers_the_loss(digits_root):
+    spec, data = _data(digits_root)
+    model = build_model("vae", {"latent_dim": 4, "width": 8}, spec)
+    hist = fit(model, data, TrainConfig(epochs=3, batch_size=64, lr=3e-3, num_workers=0))
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    assert {"loss", "recon", "kl", "grad_norm"} <= set(hist[0])
+
+
+def test_same_seed_same_history(digits_root):
+    spec, data = _data(digits_root)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(123)
+        model = build_model("vae", {"latent_dim": 4, "width": 8}, spec)
+        runs.append(fit(model, data, TrainConfig(epochs=1, batch_size=64, lr=1e-3, seed=5)))
+    assert runs[0] == runs[1]
+
+
+def test_nan_loss_stops_the_run_loudly(digits_root):
+    spec, data = _data(digits_root)
+    model = build_model("vae", {"latent_dim": 4, "width": 8}, spec)
+    with torch.no_grad():
+        model.decoder.fc.bias.fill_(float("nan"))
+    with pytest.raises(DivergenceError, match=r"diverged at epoch 1, step 0: grad_norm = nan"):
+        fit(model, data, TrainConfig(epochs=2, batch_size=64, lr=1e-3))
+
+
+def test_exploding_loss_counts_as_divergence(digits_root):
+    spec, data = _data(digits_root)
+    model = build_model("vae", {"latent_dim": 4, "width": 8}, spec)
+    with pytest.raises(DivergenceError, match="max_loss"):
+        fit(model, data, TrainConfig(epochs=1, batch_size=64, lr=1e-3, max_loss=1.0))
+
+
+def test_checkpoint_round_trip(tmp_path, digits_root):
+    spec, data = _data(digits_root)
+    model = build_model("vae", {"latent_dim": 4, "width": 8}, spec)
+    step = model.make_train_step(wrap=lambda m: m, optim=step_optim())
+    step((data[0][:32], data[1][:32]))
+    save_checkpoint(tmp_path, model, step, LoopState(epoch=4, history=[{"epoch": 4, "loss": 1.5}]))
+    other = build_model("vae", {"latent_dim": 4, "width": 8}, spec)
+    state = load_checkpoint(tmp_path, other, other.make_train_step(wrap=lambda m: m, optim=step_optim()))
+    assert state.epoch == 4 and state.history[0]["loss"] == 1.5
+    for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert math.isfinite(state.history[0]["loss"])
+
+
+def step_optim() -> OptimConfig:
+    return OptimConfig(lr=1e-3)
