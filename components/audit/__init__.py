@@ -1,0 +1,1 @@
+"""Bias audits of generated samples: attribute shares, fairness discrepancy, amplification."""

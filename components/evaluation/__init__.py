@@ -1,0 +1,1 @@
+"""Evaluation metrics: pure functions for the maths, torchmetrics ``Metric`` classes where they accumulate."""
