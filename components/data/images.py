@@ -86,9 +86,9 @@ def load_npz(*, path: str | None, **_: object) -> RawData:
     try:
         with np.load(f, allow_pickle=False) as z:
             if "x" not in z.files:
-                raise DataError(
-                    f"npz: expected an array named 'x' in {f}, got {sorted(z.files)}; save with np.savez(f, x=..., y=...)"
-                )
+                got = sorted(z.files)
+                fix = "save with np.savez(f, x=..., y=...)"
+                raise DataError(f"npz: expected an array named 'x' in {f}, got {got}; {fix}")
             x, y = z["x"], (z["y"] if "y" in z.files else None)
     except DataError:
         raise
