@@ -33,6 +33,41 @@ def model_uri(model: str) -> str:
 
 @app.command()
 @stage
+def promote(
+    model: str = typer.Argument(..., help="registered model name, e.g. genfoundry-vae_mnist"),
+    version: str = typer.Argument(..., help="version to make champion"),
+) -> None:
+    """Make VERSION the champion by hand (the old champion keeps alias `previous`)."""
+    from components.tracking import registry
+    from components.tracking.runs import client
+
+    c = client(Path.cwd())
+    old = registry.promote(c, model, version)
+    c.set_model_version_tag(model, version, "promotion", f"manual (previous champion: {old})")
+    console.print(f"{model}: champion {old} -> {version}")
+
+
+@app.command()
+@stage
+def rollback(model: str = typer.Argument(..., help="registered model name")) -> None:
+    """Champion <- previous; the demoted version keeps alias `challenger`."""
+    from mlflow.exceptions import MlflowException
+
+    from components.errors import GenfoundryError
+    from components.tracking import registry
+    from components.tracking.runs import client
+
+    c = client(Path.cwd())
+    try:
+        demoted, restored = registry.rollback(c, model)
+    except MlflowException as e:
+        raise GenfoundryError(str(e).splitlines()[0]) from None
+    c.set_model_version_tag(model, demoted, "promotion", f"rolled back to {restored}")
+    console.print(f"{model}: champion {demoted} -> {restored} (rolled back)")
+
+
+@app.command()
+@stage
 def sample(
     model: str = typer.Option(
         ..., "--model", "-m", help="registered model: NAME@ALIAS, NAME/VERSION or models:/ URI"

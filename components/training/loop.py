@@ -216,8 +216,10 @@ def train_worker(config: dict[str, Any]) -> None:
             state = load_checkpoint(d, model, step)
     queue = config.get("queue")
     logger = _MlflowEpochLogger(config.get("tracking_uri"), config.get("run_id")) if rank == 0 else None
+    if logger is not None:
+        logger.backfill(state.history)  # epochs checkpointed before a crash but not yet logged
     if rank == 0 and queue is not None:
-        queue.put({"event": "start", "epoch": state.epoch, "epochs": cfg.epochs, "steps": None})
+        queue.put({"event": "start", "epoch": state.epoch, "epochs": cfg.epochs, "steps": None, "pid": os.getpid()})
 
     def on_step(epoch: int, i: int) -> None:
         if rank == 0 and queue is not None and (i % 10 == 0):
@@ -226,11 +228,11 @@ def train_worker(config: dict[str, Any]) -> None:
     def on_epoch(s: LoopState, means: dict[str, float]) -> None:
         metrics = {**means, "epoch": s.epoch}
         if rank == 0:
-            if logger is not None:
-                logger.log(s.epoch, means)
             with tempfile.TemporaryDirectory() as tmp:
                 save_checkpoint(tmp, model, step, s)
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+            if logger is not None:  # after the checkpoint is persisted: a restart never logs an epoch twice
+                logger.log(s.epoch, means)
             if queue is not None:
                 queue.put({"event": "epoch", "epoch": s.epoch, "epochs": cfg.epochs, "metrics": means})
         else:
@@ -250,18 +252,36 @@ def train_worker(config: dict[str, Any]) -> None:
 
 
 class _MlflowEpochLogger:
-    """Logs per-epoch means to an existing MLflow run (rank 0 only; step = epoch, so a resume never duplicates)."""
+    """Logs per-epoch means to an existing MLflow run (rank 0 only), with step = epoch.
+
+    Idempotent across restarts: an epoch already in the run is not logged again. (A worker killed after its
+    report but before Ray registered the checkpoint makes the restarted group replay that epoch; the run then
+    keeps the first values and records the replay in the tag ``train.replayed_epochs``.)
+    """
 
     def __init__(self, tracking_uri: str | None, run_id: str | None):
         self.run_id = run_id
+        self.logged: set[int] = set()
+        self.replayed: list[int] = []
         if run_id:
             os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
             from mlflow.tracking import MlflowClient
 
             self.client = MlflowClient(tracking_uri=tracking_uri)
+            self.logged = {m.step for m in self.client.get_metric_history(run_id, "train/loss")}
+
+    def backfill(self, history: list[dict[str, float]]) -> None:
+        """Log checkpointed epochs that the MLflow run does not have yet (a crash between the two)."""
+        for h in history:
+            if int(h["epoch"]) not in self.logged:
+                self.log(int(h["epoch"]), {k: v for k, v in h.items() if k != "epoch"})
 
     def log(self, epoch: int, means: dict[str, float]) -> None:
         if not self.run_id:
+            return
+        if epoch in self.logged:
+            self.replayed.append(epoch)
+            self.client.set_tag(self.run_id, "train.replayed_epochs", ",".join(map(str, self.replayed)))
             return
         from mlflow.entities import Metric
 
@@ -269,3 +289,4 @@ class _MlflowEpochLogger:
         self.client.log_batch(
             self.run_id, metrics=[Metric(f"train/{k}", float(v), ts, epoch) for k, v in sorted(means.items())]
         )
+        self.logged.add(epoch)

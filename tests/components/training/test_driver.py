@@ -35,7 +35,7 @@ def test_two_workers_train_and_a_rerun_resumes(ray_local, digits_root, tmp_path)
     model, state = train(_job(digits_root, tmp_path, epochs=2), on_event=events.append)
     assert state.epoch == 2 and [h["epoch"] for h in state.history] == [1, 2]
     assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2]
-    assert {"event": "start", "epoch": 0, "epochs": 2, "steps": None} in events
+    assert [e["epoch"] for e in events if e["event"] == "start"] == [0]
 
     # the same RunConfig(name, storage_path): Ray restores the last checkpoint and trains no further epoch
     events2 = []
