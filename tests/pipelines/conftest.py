@@ -14,11 +14,11 @@ import pytest
 BIN = Path(sys.executable).parent
 
 
-def wait_http(url: str, timeout: float = 90.0) -> None:
+def wait_http(url: str, timeout: float = 90.0, headers: dict[str, str] | None = None) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=2) as r:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
