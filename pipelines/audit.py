@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from components.audit.report import audit_shares
-from components.data import load_split
+from components.data import load_spec, load_split
 from components.io import read_json, write_json
 from components.tracking import runs
 from pipelines._common import DATA, REPORTS, console, params, run_info, stage
@@ -23,7 +23,9 @@ def main(experiment: str = typer.Argument(..., help="experiment key in params.ya
     info = run_info(experiment)
     labels = read_json(REPORTS / experiment / "eval" / "labels.json")
     _, y_train = load_split(DATA, exp.dataset, "train")
-    report = audit_shares(labels["labels"], y_train, labels["class_names"], exp.audit, seed=exp.evaluate.seed)
+    attribute = {"image": "class", "points": "mode", "text": "gender"}[load_spec(DATA, exp.dataset).kind]
+    report = audit_shares(labels["labels"], y_train, labels["class_names"], exp.audit, attribute=attribute,
+                          seed=exp.evaluate.seed)
     write_json(REPORTS / experiment / "audit.json", report)
     c = runs.client(Path.cwd())
     runs.log_metrics(

@@ -43,7 +43,7 @@ def main(experiment: str = typer.Argument(..., help="experiment key in params.ya
     else:
         from components.evaluation.text_harness import evaluate_text
 
-        result = evaluate_text(model, spec, train=train, test=test, cfg=exp.evaluate, features_dir=FEATURES)
+        result = evaluate_text(model, spec, train=train, test=test, cfg=exp.evaluate)
     result.metrics["protocol"]["weights_sha256"] = info["weights_sha256"]
 
     out = REPORTS / experiment / "eval"
@@ -51,6 +51,8 @@ def main(experiment: str = typer.Argument(..., help="experiment key in params.ya
         tmp.mkdir()
         for name, img in result.figures.items():
             save_png(img, tmp / f"{name}.png")
+        for name, text in result.files.items():
+            (tmp / name).write_text(text)
         write_json(tmp / "labels.json", {"labels": result.labels, "class_names": list(spec.class_names)})
     write_json(REPORTS / experiment / "eval.json", result.metrics)
 

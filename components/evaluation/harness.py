@@ -34,6 +34,7 @@ class Evaluation:
     labels: list[int] | None = None  # the audited attribute of each generated sample
     figures: dict[str, Image.Image] = field(default_factory=dict)
     samples: Any = None
+    files: dict[str, str] = field(default_factory=dict)  # extra text outputs, e.g. samples.txt
 
 
 @torch.no_grad()

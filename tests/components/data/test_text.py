@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+
+from components.data import prepare_dataset
+from components.data.spec import DataSpec
+from components.data.text import (
+    BOS,
+    EOS,
+    GENDERS,
+    PAD,
+    decode,
+    encode,
+    load_names,
+    load_textfile,
+    read_census,
+)
+from components.errors import DataError
+
+SPEC = DataSpec(name="t", kind="text", shape=(4,), vocab=("a", "b", "c"))
+
+
+def test_encode_layout_and_roundtrip():
+    ids = encode(["ab", "", "cccc"], SPEC)
+    assert ids.dtype == np.int64 and ids.shape == (3, 6)  # T = max_len + 2
+    a, b, c = 3, 4, 5
+    assert ids.tolist() == [
+        [BOS, a, b, EOS, PAD, PAD],
+        [BOS, EOS, PAD, PAD, PAD, PAD],
+        [BOS, c, c, c, c, EOS],
+    ]
+    assert decode(ids, SPEC) == ["ab", "", "cccc"]
+
+
+def test_decode_stops_at_eos_and_accepts_rows_without_bos():
+    assert decode([[BOS, 3, EOS, 4, 4]], SPEC) == ["a"]
+    assert decode([[3, 4, 5]], SPEC) == ["abc"]
+
+
+def test_encode_rejects_unknown_characters_and_long_strings():
+    with pytest.raises(DataError, match=r"vocabulary, got \['z'\]"):
+        encode(["abz"], SPEC)
+    with pytest.raises(DataError, match="at most 4 characters, got 5"):
+        encode(["aaaaa"], SPEC)
+
+
+def test_census_names_are_unique_lowercase_with_higher_frequency_gender():
+    names, y, freq = read_census()
+    assert len(names) == len(set(names.tolist())) == 5163  # 4,275 + 1,219 entries, 331 on both lists
+    assert all(n.islower() and n.isalpha() for n in names.tolist())
+    lookup = dict(zip(names.tolist(), y.tolist(), strict=True))
+    # on both lists: james is 3.318% of men vs 0.010% of women; courtney 0.086% of women vs 0.019% of men
+    assert GENDERS[lookup["james"]] == "male" and GENDERS[lookup["courtney"]] == "female"
+    assert GENDERS[lookup["mary"]] == "female" and freq[names.tolist().index("mary")] == pytest.approx(2.629)
+
+
+def test_load_names_and_prepare(tmp_path):
+    raw = load_names()
+    assert raw.kind == "text" and raw.x.dtype.kind == "U" and raw.class_names == GENDERS
+    assert raw.vocab == tuple("abcdefghijklmnopqrstuvwxyz")
+    manifest = prepare_dataset("names", raw, tmp_path, val=0.1, test=0.2, seed=0)
+    assert manifest["spec"]["shape"] == [11]  # the longest census first name
+    spec = DataSpec.from_dict(manifest["spec"])
+    assert decode(encode(raw.x[:50], spec), spec) == raw.x[:50].tolist()
+
+
+def test_textfile_skips_blank_lines_and_strips(tmp_path):
+    f = tmp_path / "lines.txt"
+    f.write_text("héllo\n\n  world \r\n   \nhéllo\n", encoding="utf-8")
+    raw = load_textfile(path=str(f))
+    assert raw.x.tolist() == ["héllo", "world", "héllo"] and raw.y is None
+    assert raw.vocab == tuple(sorted("hélowrd"))
+
+
+def test_textfile_errors_name_the_file_and_line(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    with pytest.raises(DataError, match="empty.txt has no non-blank lines"):
+        load_textfile(path=str(empty))
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"ok\nfine\nbro\xffken\n")
+    with pytest.raises(DataError, match=r"bad.txt line 3 is not valid UTF-8"):
+        load_textfile(path=str(bad))
+    with pytest.raises(DataError, match="expected a file"):
+        load_textfile(path=str(tmp_path / "missing.txt"))
