@@ -97,7 +97,8 @@ def _card(experiment: str, family: str, dataset: str, info: dict, metrics: dict,
         f"params hash `{info['params_hash']}`, MLflow run `{info['run_id']}`.\n\n"
         f"| metric | value |\n|---|---|\n{rows}\n\n"
         f"Audit: {'passed' if audit['passed'] else 'FAILED: ' + '; '.join(audit['failed'])} "
-        f"(FD L2 {audit.get('fd_l2', float('nan')):.4f}).\n\nProtocol: `{json.dumps(metrics.get('protocol', {}), sort_keys=True)}`\n"
+        f"(FD L2 {audit.get('fd_l2', float('nan')):.4f}).\n\n"
+        f"Protocol: `{json.dumps(metrics.get('protocol', {}), sort_keys=True)}`\n"
     )
 
 
