@@ -131,7 +131,8 @@ def evaluate_images(
     }
     gen = torch.Generator().manual_seed(cfg.seed)
     figures = {"samples": image_grid(fake[:64], nrow=8)}
-    real_batch = (real_test[:64], torch.from_numpy(test[1][:64]))
+    pick = torch.from_numpy(rng.permutation(len(real_test))[:64])  # splits can be sorted by class
+    real_batch = (real_test[pick], torch.from_numpy(test[1])[pick])
     for name, imgs in model.evaluation_figures(real_batch, generator=gen).items():
         figures[name] = image_grid(imgs.float().cpu(), nrow=8)
     return Evaluation(metrics=metrics, labels=labels.tolist(), figures=figures, samples=fake)
