@@ -13,9 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import typer
 from rich.console import Console
 
-from components.config import Params, load_params
+from components.config import ExperimentConfig, Params, load_params
 from components.errors import GenfoundryError
 
 DATA = Path("data/prepared")
@@ -60,6 +61,15 @@ def params_hash(obj: Any) -> str:
     """A stable short hash of a JSON-able object (params sections, configs)."""
     blob = json.dumps(obj, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:12]
+
+
+EXPERIMENT = typer.Argument(..., help="experiment key in params.yaml")
+
+
+def experiment_context(key: str) -> tuple[Params, ExperimentConfig, dict[str, Any]]:
+    """The parsed params, the experiment's section and its trained model's info (run id, hashes)."""
+    p = params()
+    return p, p.experiment(key), run_info(key)
 
 
 def run_info(key: str) -> dict[str, Any]:

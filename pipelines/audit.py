@@ -10,17 +10,15 @@ from components.audit.report import audit_shares
 from components.data import load_spec, load_split
 from components.io import read_json, write_json
 from components.tracking import runs
-from pipelines._common import DATA, REPORTS, console, params, run_info, stage
+from pipelines._common import DATA, EXPERIMENT, REPORTS, console, experiment_context, stage
 
 app = typer.Typer(add_completion=False)
 
 
 @app.command()
 @stage
-def main(experiment: str = typer.Argument(..., help="experiment key in params.yaml")) -> None:
-    p = params()
-    exp = p.experiment(experiment)
-    info = run_info(experiment)
+def main(experiment: str = EXPERIMENT) -> None:
+    _, exp, info = experiment_context(experiment)
     labels = read_json(REPORTS / experiment / "eval" / "labels.json")
     _, y_train = load_split(DATA, exp.dataset, "train")
     attribute = {"image": "class", "points": "mode", "text": "gender"}[load_spec(DATA, exp.dataset).kind]

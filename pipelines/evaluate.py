@@ -13,17 +13,15 @@ from components.evaluation.grids import save_png
 from components.io import atomic_path, write_json
 from components.models.store import load_trained
 from components.tracking import runs
-from pipelines._common import DATA, FEATURES, MODELS, REPORTS, console, params, run_info, stage
+from pipelines._common import DATA, EXPERIMENT, FEATURES, MODELS, REPORTS, console, experiment_context, stage
 
 app = typer.Typer(add_completion=False)
 
 
 @app.command()
 @stage
-def main(experiment: str = typer.Argument(..., help="experiment key in params.yaml")) -> None:
-    p = params()
-    exp = p.experiment(experiment)
-    info = run_info(experiment)
+def main(experiment: str = EXPERIMENT) -> None:
+    _, exp, info = experiment_context(experiment)
     spec = load_spec(DATA, exp.dataset)
     model = load_trained(MODELS / experiment)
     train, test = load_split(DATA, exp.dataset, "train"), load_split(DATA, exp.dataset, "test")

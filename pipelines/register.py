@@ -16,17 +16,15 @@ from components.errors import ConfigError, GenfoundryError
 from components.io import read_json, write_json
 from components.models.store import load_trained
 from components.tracking import registry, runs
-from pipelines._common import MODELS, REPORTS, console, params, run_info, stage
+from pipelines._common import EXPERIMENT, MODELS, REPORTS, console, experiment_context, stage
 
 app = typer.Typer(add_completion=False)
 
 
 @app.command()
 @stage
-def main(experiment: str = typer.Argument(..., help="experiment key in params.yaml")) -> None:
-    p = params()
-    exp = p.experiment(experiment)
-    info = run_info(experiment)
+def main(experiment: str = EXPERIMENT) -> None:
+    p, exp, info = experiment_context(experiment)
     metrics = read_json(REPORTS / experiment / "eval.json")
     audit = read_json(REPORTS / experiment / "audit.json")
     c = runs.client(Path.cwd())

@@ -21,14 +21,14 @@ from components.io import write_json, write_text
 from components.models.store import save_trained
 from components.tracking import runs
 from components.training.driver import TrainJob, storage_path, train
-from pipelines._common import DATA, MODELS, REPORTS, console, params, params_hash, stage
+from pipelines._common import DATA, EXPERIMENT, MODELS, REPORTS, console, params, params_hash, stage
 
 app = typer.Typer(add_completion=False)
 
 
 @app.command()
 @stage
-def main(experiment: str = typer.Argument(..., help="experiment key in params.yaml")) -> None:
+def main(experiment: str = EXPERIMENT) -> None:
     p = params()
     exp = p.experiment(experiment)
     root = Path.cwd()

@@ -120,6 +120,26 @@ def test_changing_one_experiment_reruns_only_its_stages(project):
     assert "Running stage 'prepare'" not in r.stdout
 
 
+def test_a_diverged_run_fails_loudly_and_is_never_registered(project):
+    from mlflow.tracking import MlflowClient
+
+    d, env = project
+    diverging = _params(epochs_b=2)
+    diverging["experiments"]["vae_b"]["train"]["max_loss"] = 1.0  # any real loss "explodes"
+    (d / "params.yaml").write_text(yaml.safe_dump(diverging))
+    c = MlflowClient(tracking_uri=f"sqlite:///{d / 'mlflow.db'}")
+    versions_before = len(c.search_model_versions("name = 'gf-vae_b'"))
+    r = _run([str(BIN / "dvc"), "repro"], d, env, check=False)
+    assert r.returncode != 0
+    assert "error: training diverged at epoch 1: mean loss" in r.stderr + r.stdout
+    assert "Running stage 'register@vae_b'" not in r.stdout
+    assert len(c.search_model_versions("name = 'gf-vae_b'")) == versions_before
+    exp = c.get_experiment_by_name("genfoundry")
+    failed = c.search_runs([exp.experiment_id], "attributes.status = 'FAILED'")
+    assert [run.data.tags["genfoundry.experiment"] for run in failed] == ["vae_b"]
+    assert "diverged" in failed[0].data.tags["failure"]
+
+
 def test_a_bad_param_stops_the_stage_with_one_line(project):
     d, env = project
     bad = _params()
