@@ -58,6 +58,7 @@ def project(tmp_path_factory):
     for name in ("components", "pipelines"):
         shutil.copytree(ROOT / name, d / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
+    shutil.copytree(ROOT / "data" / "raw", d / "data" / "raw")
     (d / "params.yaml").write_text(yaml.safe_dump(_params()))
     env = {
         k: v
