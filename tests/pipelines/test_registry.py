@@ -128,3 +128,27 @@ def test_champion_samples_from_the_registry_alone(mlflow_server, model_dir, monk
         "error: cannot load models:/gf-test-sampler@nope"
     )
     assert torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+
+
+def test_complete_fills_the_bottom_rows_from_the_registry(mlflow_server, digits_root, monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    spec = load_spec(digits_root, "digits")
+    cfg = {"dim": 8, "n_layers": 2, "kernel_size": 3, "head_dim": 16}
+    model = build_model("pixelcnn", cfg, spec)
+    fit(model, data_tensors(spec, *load_split(digits_root, "digits", "train")), TrainConfig(epochs=1, lr=2e-3))
+    save_trained(tmp_path / "pcnn", model, {"family": "pixelcnn", "model": cfg})
+    c = runs.client()
+    name = "gf-test-pixelcnn"
+    v = _register(c, runs.ensure_experiment(c, "registry-test-3"), tmp_path / "pcnn", name, 1.0, "p")
+    registry.promote(c, name, v)
+
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    (work / "data" / "prepared").symlink_to(digits_root)
+    out = work / "completion.png"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    r = subprocess.run([str(BIN / "genfoundry"), "complete", "--model", f"{name}@champion", "--dataset", "digits",
+                        "-n", "4", "--rows", "4", "-o", str(out)], cwd=work, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size[0] > 0
