@@ -52,11 +52,13 @@ def init_ray(*, num_cpus: int | None = None) -> None:
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-    address = os.environ.get("RAY_ADDRESS")
+    # "local" always starts a fresh instance: a bare ray.init() would join any `ray start` cluster on this machine
+    address = os.environ.get("RAY_ADDRESS") or "local"
+    local = address == "local"
     ray.init(
         address=address,
-        num_cpus=None if address else num_cpus,
-        include_dashboard=False if not address else None,
+        num_cpus=num_cpus if local else None,
+        include_dashboard=False if local else None,
         logging_level=logging.ERROR,
         log_to_driver=False,  # worker output stays in Ray's log files; progress reaches us through a queue
         configure_logging=True,

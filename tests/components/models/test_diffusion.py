@@ -21,6 +21,15 @@ from components.training.loop import fit
 TINY = {"dim": 8, "dim_mults": (1, 2), "timesteps": 20, "sampling_steps": 5}
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These models are tiny: one thread avoids OpenMP hand-offs that cost more than they save."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def image_model(shape=(1, 8, 8), levels=17, **kw) -> GaussianDiffusion:
     torch.manual_seed(0)
     spec = DataSpec(name="img", kind="image", shape=shape, levels=levels)
@@ -108,6 +117,30 @@ def test_training_loss_regresses_the_objective_target(objective):
     m.net = nn.Identity()  # predicting x_t itself is far off
     m.net.forward = lambda x_t, t: torch.zeros_like(x_t)
     assert m((x, torch.zeros(64)))["loss"].item() > 0.1
+
+
+@pytest.mark.parametrize("objective", ["eps", "v"])
+def test_min_snr_weighting(objective):
+    # Hang et al. arXiv 2303.09556: the x₀-space weight min(SNR, γ), expressed for an ε or a v target
+    m = image_model(objective=objective, min_snr_gamma=5.0)
+    snr = m.alphas_cumprod / (1 - m.alphas_cumprod)
+    x0_weight = snr.clamp(max=5.0)
+    target_weight = x0_weight / snr if objective == "eps" else x0_weight / (snr + 1)
+    torch.testing.assert_close(m.loss_weight, target_weight)
+    assert m.loss_weight.max() <= 1.0 + 1e-6 and m.loss_weight.min() > 0
+    # the loss is the mean over the batch of weight[t] · per-sample MSE, with forward's own draws
+    x = torch.rand(16, 1, 8, 8)
+    x0 = x * 2 - 1
+    torch.manual_seed(3)
+    t = torch.randint(0, m.T, (16,))
+    noise = torch.randn_like(x0)
+    with torch.no_grad():
+        target = noise if objective == "eps" else m.v_from(x0, t, noise)
+        mse = (m.net(m.q_sample(x0, t, noise), t) - target).pow(2).flatten(1).mean(1)
+        torch.manual_seed(3)
+        got = m((x, torch.zeros(16)))["loss"]
+    torch.testing.assert_close(got, (target_weight[t] * mse).mean())
+    assert not torch.isclose(got, mse.mean())
 
 
 # ----- samplers
