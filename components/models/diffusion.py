@@ -19,7 +19,7 @@ import copy
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -279,6 +279,8 @@ class GaussianDiffusion(GenerativeModel):
     """DDPM objective (Ho et al. arXiv 2006.11239) with DDPM/DDIM samplers, EMA weights and inpainting."""
 
     family = "diffusion"
+    #: the registered sampler's params schema (defaults used when a request names none)
+    sample_params: ClassVar[dict[str, Any]] = {"sampler": "ddim", "steps": 50, "eta": 0.0}
 
     def __init__(self, *, net: nn.Module, spec: DataSpec, config: Config):
         super().__init__(spec=spec, config=config)
