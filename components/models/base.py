@@ -12,7 +12,8 @@ A family module (``components/models/<family>.py``) defines:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import torch
@@ -50,9 +51,7 @@ class TrainStep:
     run on the first non-finite one, and all ranks stop at the same step.
     """
 
-    def __init__(
-        self, fn: Callable[[Batch], dict[str, Tensor]], optimizers: dict[str, torch.optim.Optimizer]
-    ):
+    def __init__(self, fn: Callable[[Batch], dict[str, Tensor]], optimizers: dict[str, torch.optim.Optimizer]):
         self._fn = fn
         self.optimizers = optimizers
 
@@ -84,9 +83,7 @@ class GenerativeModel(nn.Module, ABC):
     def make_train_step(self, *, wrap: Wrap, optim: OptimConfig) -> TrainStep:
         """Default: one AdamW over all parameters, the whole objective wrapped for data parallelism."""
         net = wrap(self)
-        opt = torch.optim.AdamW(
-            self.parameters(), lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas
-        )
+        opt = torch.optim.AdamW(self.parameters(), lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas)
 
         def step(batch: Batch) -> dict[str, Tensor]:
             with autocast(batch[0], optim.amp):
@@ -114,6 +111,17 @@ class GenerativeModel(nn.Module, ABC):
     def sampler_info(self) -> dict[str, Any]:
         """What sampling used (sampler, steps, EMA or raw weights): recorded in the protocol card."""
         return {}
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Put ``module`` in eval mode for the block (dropout/batch-norm off while sampling), then restore it."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
 
 
 def autocast(like: Tensor, enabled: bool) -> torch.autocast:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -28,7 +26,7 @@ from torch import Tensor, nn
 
 from components.data.spec import DataSpec
 from components.errors import ConfigError
-from components.models.base import Batch, FamilyConfig, GenerativeModel
+from components.models.base import Batch, FamilyConfig, GenerativeModel, eval_mode
 
 Sampler = Literal["ddim", "ddpm"]
 
@@ -467,7 +465,7 @@ class GaussianDiffusion(GenerativeModel):
             "ema": use_ema,
         }
         net = self._denoiser(use_ema)
-        with _eval_mode(net):
+        with eval_mode(net):
             x = self._randn((n, *self.spec.shape), generator)  # x_T ~ N(0, I)
             if sampler == "ddpm":
                 for t in reversed(range(self.T)):
@@ -524,7 +522,7 @@ class GaussianDiffusion(GenerativeModel):
             tt = torch.full((x0.shape[0],), t, device=x0.device, dtype=torch.long)
             return self.q_sample(x0, tt, self._randn(tuple(x0.shape), generator))
 
-        with _eval_mode(net):
+        with eval_mode(net):
             x = self._randn(tuple(x0.shape), generator)
             x = mask * known(times[0][0]) + (1 - mask) * x
             for t, t_next in times:
@@ -598,21 +596,11 @@ class GaussianDiffusion(GenerativeModel):
         t0 = torch.zeros(B, device=x0.device, dtype=torch.long)
         t = torch.randint(1, self.T, (B,), device=x0.device)
         net = self._denoiser(None)
-        with _eval_mode(net):
+        with eval_mode(net):
             decoder = self.vb_terms(net, x0, t0, torch.randn_like(x0))  # (B,) nats
             middle = (self.T - 1) * self.vb_terms(net, x0, t, torch.randn_like(x0))  # (B,)
         nats = decoder + middle + self.prior_kl(x0)
         return {"nll_bits_per_dim": (nats / (x0[0].numel() * math.log(2))).mean()}
-
-
-@contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
 
 
 def build(config: Config, spec: DataSpec) -> GaussianDiffusion:

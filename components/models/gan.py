@@ -15,8 +15,6 @@ the generator and the discriminator are wrapped for data parallelism separately 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
@@ -34,6 +32,7 @@ from components.models.base import (
     TrainStep,
     Wrap,
     autocast,
+    eval_mode,
     grad_norm,
 )
 
@@ -269,16 +268,6 @@ def _init_weights(module: nn.Module, std: float) -> None:
 # ------------------------------------------------------------------------------------------- objective
 
 
-@contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
-
-
 class GAN(GenerativeModel):
     """Adversarial objective around a generator and a (packed) discriminator."""
 
@@ -396,7 +385,7 @@ class GAN(GenerativeModel):
         if options:
             raise ConfigError(f"gan sampler: Expected only the option 'batch_size', got {sorted(options)}")
         z = self.noise(n, generator=generator)  # (n, latent_dim)
-        with _eval_mode(self.generator):
+        with eval_mode(self.generator):
             return torch.cat([self.generator(zc) for zc in z.split(batch_size)]).float()
 
     @torch.no_grad()
@@ -407,7 +396,7 @@ class GAN(GenerativeModel):
         z0, z1 = self.noise(8, generator=generator), self.noise(8, generator=generator)  # (8, latent)
         t = torch.linspace(0, 1, 8, device=z0.device)[None, :, None]  # (1, 8, 1)
         z = (z0[:, None] * (1 - t) + z1[:, None] * t).flatten(0, 1)  # (64, latent)
-        with _eval_mode(self.generator):
+        with eval_mode(self.generator):
             return {"latent_interpolation": self.generator(z).float()}
 
     def sampler_info(self) -> dict[str, Any]:
