@@ -209,6 +209,9 @@ def train_worker(config: dict[str, Any]) -> None:
         )
 
     step = model.make_train_step(wrap=wrap, optim=optim_config(cfg, device))
+    # Weights are identical (seeded above, and DDP broadcasts rank 0's); from here on each rank draws its own
+    # noise (latents, timesteps, dropout), or two workers would repeat each other's samples.
+    torch.manual_seed(cfg.seed + rank)
     state = LoopState()
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
