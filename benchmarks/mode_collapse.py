@@ -185,7 +185,8 @@ def markdown(summary: dict, args: argparse.Namespace, protocol: dict[str, Any], 
         "",
         f"- Networks (`--arch {p['arch']}`): {json.dumps(ARCHS[p['arch']])}; PacGAN: G 4×400 BatchNorm+ReLU, "
         "D 3 maxout layers ×200 units (5 pieces), 2-D latent.",
-        f"- Optimiser: Adam lr {p['lr']}, betas {p['betas']} (PacGAN: lr 1e-4, beta1 0.8).",
+        f"- Optimiser: Adam lr {p['lr']}, betas {p['betas']}, {p['lr_schedule']} decay to 0 over the run "
+        "(PacGAN: lr 1e-4, beta1 0.8, constant).",
         "- Configs (override the networks): "
         + "; ".join(f"{k} {json.dumps(CONFIGS[k])}" for k in summary if k in CONFIGS)
         + ".",
@@ -210,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch-packs", type=int, default=100, help="packs per minibatch (PacGAN: 100)")
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--betas", type=float, nargs=2, default=[0.5, 0.999])
+    ap.add_argument("--lr-schedule", default="linear", choices=["constant", "linear", "cosine"])
     ap.add_argument("--n-eval", type=int, default=2500)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel training processes")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
@@ -226,7 +228,12 @@ def main(argv: list[str] | None = None) -> None:
             "config": name,
             "seed": seed,
             "model": {**ARCHS[args.arch], **CONFIGS[name]},
-            "train": {"epochs": args.epochs, "lr": args.lr, "betas": tuple(args.betas)},
+            "train": {
+                "epochs": args.epochs,
+                "lr": args.lr,
+                "betas": tuple(args.betas),
+                "lr_schedule": args.lr_schedule,
+            },
             "n_packs": args.n_packs,
             "batch_packs": args.batch_packs,
             "n_eval": args.n_eval,
@@ -262,6 +269,7 @@ def main(argv: list[str] | None = None) -> None:
         "arch": args.arch,
         "lr": args.lr,
         "betas": list(args.betas),
+        "lr_schedule": args.lr_schedule,
         "batch_packs": args.batch_packs,
         "n_packs": args.n_packs,
         "epochs": args.epochs,

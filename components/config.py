@@ -66,6 +66,9 @@ class TrainConfig(Strict):
     weight_decay: float = Field(0.0, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: PositiveFloat | None = None
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="learning-rate decay to 0 over the run, applied per step by the loop"
+    )
     num_workers: int = Field(2, ge=0, description="Ray Train workers; 0 runs in-process (tests only)")
     cpus_per_worker: PositiveInt = 1
     use_gpu: bool | Literal["auto"] = "auto"

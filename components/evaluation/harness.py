@@ -12,6 +12,7 @@ sampler and weights, seeds.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,22 @@ def generate(model: GenerativeModel, n: int, *, batch_size: int, seed: int, opti
     return [s for chunk in out for s in chunk]
 
 
+def timed_generate(
+    model: GenerativeModel, n: int, *, batch_size: int, seed: int, options: dict[str, Any]
+) -> tuple[Any, dict[str, Any]]:
+    """:func:`generate`, and its throughput: wall-clock samples/s on this process's CPU threads (or device)."""
+    t0 = time.perf_counter()
+    samples = generate(model, n, batch_size=batch_size, seed=seed, options=options)  # ends on the CPU: synced
+    seconds = time.perf_counter() - t0
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    where = f"cpu ({torch.get_num_threads()} threads)" if device.type == "cpu" else str(device)
+    return samples, {
+        "samples_per_s": n / seconds if seconds > 0 else math.inf,
+        "sampling_seconds": round(seconds, 3),
+        "sampling_device": where,
+    }
+
+
 def fid_kid(extractor: torch.nn.Module, real: Tensor, fake: Tensor, *, seed: int) -> dict[str, float]:
     """FID (arXiv 1706.08500) and KID (arXiv 1801.01401) between two image sets, in ``extractor``'s features."""
     from torchmetrics.image.fid import FrechetInceptionDistance
@@ -83,7 +100,7 @@ def evaluate_images(
 ) -> Evaluation:
     from components.evaluation.prdc import prdc_per_k
 
-    fake = generate(model, cfg.n_samples, batch_size=cfg.batch_size, seed=cfg.seed, options=cfg.sampler)
+    fake, speed = timed_generate(model, cfg.n_samples, batch_size=cfg.batch_size, seed=cfg.seed, options=cfg.sampler)
     real_test = torch.from_numpy(test[0]).float()
     rng = np.random.default_rng(cfg.seed)
     n_floor = min(len(train[0]), cfg.n_samples)
@@ -113,6 +130,7 @@ def evaluate_images(
         "classes_present": int((p_gen > 0).sum()),
         "class_kl_to_data": fairness_discrepancy(p_gen, p_train)["kl"],
         "class_histogram": np.bincount(labels, minlength=k).tolist(),
+        "samples_per_s": speed["samples_per_s"],
     }
     metrics.update(_likelihood(model, test, cfg))
     metrics["protocol"] = {
@@ -127,6 +145,7 @@ def evaluate_images(
         "density_coverage_k": 5,
         "seed": cfg.seed,
         "sampler_options": cfg.sampler,
+        "sampling_device": speed["sampling_device"],
         **model.sampler_info(),
     }
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -144,9 +163,8 @@ def evaluate_points(
     """2-D mixtures: modes captured, % high quality, reverse KL (benchmarks.md §1)."""
     from components.evaluation.modes import mode_metrics
 
-    fake = generate(
-        model, cfg.n_samples, batch_size=cfg.batch_size, seed=cfg.seed, options=cfg.sampler
-    ).numpy()
+    fake, speed = timed_generate(model, cfg.n_samples, batch_size=cfg.batch_size, seed=cfg.seed, options=cfg.sampler)
+    fake = fake.numpy()
     means = np.asarray(spec.extras["means"])
     m = mode_metrics(fake, means, float(spec.extras["sigma"]))
     d = np.linalg.norm(fake[:, None] - means[None], axis=-1)
@@ -157,7 +175,9 @@ def evaluate_points(
         "pct_high_quality": m["pct_high_quality"],
         "reverse_kl": m["reverse_kl"],
         "mode_histogram": m["per_mode_counts"],
+        "samples_per_s": speed["samples_per_s"],
         "protocol": {
+            "sampling_device": speed["sampling_device"],
             "n_generated": int(len(fake)),
             "high_quality_rule": "within 3 sigma of the nearest mean",
             "seed": cfg.seed,
@@ -173,9 +193,7 @@ def evaluate_points(
     )
 
 
-def _likelihood(
-    model: GenerativeModel, test: tuple[np.ndarray, np.ndarray], cfg: EvaluateConfig
-) -> dict[str, float]:
+def _likelihood(model: GenerativeModel, test: tuple[np.ndarray, np.ndarray], cfg: EvaluateConfig) -> dict[str, float]:
     """Mean of the family's likelihood terms over the test split (nothing if the family defines none)."""
     torch.manual_seed(cfg.seed)
     x, y = torch.from_numpy(test[0]).float(), torch.from_numpy(test[1])

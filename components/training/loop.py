@@ -65,6 +65,26 @@ def make_loader(data: tuple[Tensor, ...], cfg: TrainConfig, *, rank: int, world:
     return DataLoader(ds, batch_size=batch, sampler=sampler, drop_last=True)
 
 
+def lr_factor(schedule: str, progress: float) -> float:
+    """Multiplier of the base learning rate at ``progress`` in [0, 1) of the run."""
+    if schedule == "linear":
+        return 1.0 - progress
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0
+
+
+def set_lr(step: TrainStep, cfg: TrainConfig, progress: float) -> None:
+    """Set every optimizer's lr from its base lr and the schedule: a pure function of the step index, so a
+    resumed run continues the schedule without any scheduler state in the checkpoint."""
+    if cfg.lr_schedule == "constant":
+        return
+    f = lr_factor(cfg.lr_schedule, progress)
+    for opt in step.optimizers.values():
+        for group in opt.param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * f
+
+
 def run_epochs(
     model: GenerativeModel,
     step: TrainStep,
@@ -87,6 +107,7 @@ def run_epochs(
         sums: dict[str, Tensor] = {}
         n = 0
         for i, batch in enumerate(loader):
+            set_lr(step, cfg, ((epoch - 1) * len(loader) + i) / (cfg.epochs * len(loader)))
             batch = tuple(t.to(device, non_blocking=True) for t in batch)
             logs = step(batch)
             for k, v in logs.items():
@@ -115,6 +136,21 @@ def run_epochs(
         state.epoch = epoch
         state.history.append({"epoch": epoch, **means})
         on_epoch(state, means)
+
+
+def mode_probe(model: GenerativeModel, spec: DataSpec, *, n: int = 2500, seed: int = 0) -> dict[str, float]:
+    """Training health on a 2-D mixture: the mode metrics of ``n`` fresh samples (benchmarks.md §1).
+
+    Empty for datasets without mixture means. Uses its own generator, so training's RNG stream is untouched.
+    """
+    if spec.kind != "points" or "means" not in spec.extras:
+        return {}
+    from components.evaluation.modes import mode_metrics
+
+    with torch.no_grad():
+        x = model.sample(n, generator=torch.Generator().manual_seed(seed))
+    m = mode_metrics(x.cpu(), np.asarray(spec.extras["means"]), float(spec.extras["sigma"]))
+    return {f"probe_{k}": float(m[k]) for k in ("modes_captured", "pct_high_quality", "reverse_kl")}
 
 
 def _all_reduce_means(sums: dict[str, Tensor], n: int, device: torch.device) -> dict[str, float]:
@@ -231,6 +267,7 @@ def train_worker(config: dict[str, Any]) -> None:
     def on_epoch(s: LoopState, means: dict[str, float]) -> None:
         metrics = {**means, "epoch": s.epoch}
         if rank == 0:
+            means = {**means, **mode_probe(model, spec, seed=cfg.seed)}  # 2-D data: modes captured so far
             with tempfile.TemporaryDirectory() as tmp:
                 save_checkpoint(tmp, model, step, s)
                 ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))

@@ -8,7 +8,16 @@ from components.data import load_spec, load_split
 from components.errors import DivergenceError
 from components.models import build_model
 from components.models.base import OptimConfig
-from components.training.loop import LoopState, data_tensors, fit, load_checkpoint, save_checkpoint
+from components.training.loop import (
+    LoopState,
+    data_tensors,
+    fit,
+    load_checkpoint,
+    lr_factor,
+    mode_probe,
+    save_checkpoint,
+    set_lr,
+)
 
 
 def _data(root):
@@ -67,3 +76,38 @@ def test_checkpoint_round_trip(tmp_path, digits_root):
 
 def step_optim() -> OptimConfig:
     return OptimConfig(lr=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"), [("constant", [1.0, 1.0, 1.0]), ("linear", [1.0, 0.5, 0.25]), ("cosine", [1.0, 0.5])]
+)
+def test_lr_factor_values(schedule, expected):
+    progress = [0.0, 0.5, 0.75][: len(expected)]
+    assert [lr_factor(schedule, p) for p in progress] == pytest.approx(expected)
+
+
+def test_linear_schedule_decays_every_optimizer_and_keeps_the_base_lr(digits_root):
+    spec, data = _data(digits_root)
+    model = build_model("gan", {"latent_dim": 4, "width": 8}, spec)
+    cfg = TrainConfig(epochs=2, batch_size=64, lr=1e-3, num_workers=0, lr_schedule="linear")
+    step = model.make_train_step(wrap=lambda m: m, optim=OptimConfig(lr=cfg.lr))
+    set_lr(step, cfg, 0.75)
+    for opt in step.optimizers.values():
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx([2.5e-4] * len(opt.param_groups))
+        assert {g["initial_lr"] for g in opt.param_groups} == {1e-3}
+    set_lr(step, cfg, 0.0)  # recomputed from the base lr: a resumed run continues the same schedule
+    assert {g["lr"] for o in step.optimizers.values() for g in o.param_groups} == {1e-3}
+
+
+def test_mode_probe_counts_modes_on_mixtures_only(digits_root):
+    from components.data import get_source
+    from components.data.spec import DataSpec
+
+    raw = get_source("ring8")(n_samples=400, seed=0)
+    spec = DataSpec(name="ring8", kind="points", shape=(2,), extras=raw.extras)
+    model = build_model("gan", {"latent_dim": 2, "width": 16}, spec)
+    probe = mode_probe(model, spec, n=500)
+    assert set(probe) == {"probe_modes_captured", "probe_pct_high_quality", "probe_reverse_kl"}
+    assert 0 <= probe["probe_modes_captured"] <= 8
+    image_spec, _ = _data(digits_root)
+    assert mode_probe(build_model("vae", {"latent_dim": 4, "width": 8}, image_spec), image_spec) == {}
