@@ -7,9 +7,11 @@ genfoundry sample --model genfoundry-vae_mnist@champion -n 64 -o grid.png
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
+from components.errors import GenfoundryError
 from pipelines import audit, evaluate, features, prepare, register, train
 from pipelines._common import console, stage
 
@@ -118,25 +120,39 @@ def sample(
     console.print(f"wrote {len(arr)} samples from {model} to {out}")
 
 
-@app.command()
-@stage
-def complete(
-    model: str = typer.Option(..., "--model", "-m", help="registered PixelCNN or diffusion model: NAME@ALIAS"),
-    dataset: str = typer.Option(..., help="prepared dataset whose test images are completed"),
-    rows: int = typer.Option(None, help="image rows given (default: the top half)"),
-    n: int = typer.Option(8, "-n", min=1, help="number of images"),
-    seed: int = typer.Option(0, help="random seed (which test images, and the sampling noise)"),
-    out: Path = typer.Option(..., "-o", "--out", help="PNG: given | completed | original, one column each"),
-    steps: int | None = typer.Option(None, help="sampling steps (diffusion)"),
+MASKS = ("bottom", "center", "right")
+
+
+def known_mask(shape: tuple[int, ...], kind: str, rows: int | None) -> Any:
+    """1 = known pixel. ``bottom``: the top ``rows`` rows known (default half); ``center``: the middle half of
+    each side unknown; ``right``: the left half known."""
+    import torch
+
+    mask = torch.ones(shape)
+    h, w = shape[-2], shape[-1]
+    if kind == "bottom":
+        rows = h // 2 if rows is None else rows
+        if not 0 < rows < h:
+            raise GenfoundryError(f"expected 0 < --rows < {h}, got {rows}")
+        mask[..., rows:, :] = 0.0
+    elif kind == "center":
+        mask[..., h // 4 : h - h // 4, w // 4 : w - w // 4] = 0.0
+    elif kind == "right":
+        mask[..., :, w // 2 :] = 0.0
+    else:
+        raise GenfoundryError(f"--mask: expected one of {list(MASKS)}, got {kind!r}")
+    return mask
+
+
+def _fill(
+    model: str, dataset: str, *, n: int, seed: int, out: Path, kind: str, rows: int | None, steps: int | None
 ) -> None:
-    """Complete the bottom of test images from their top rows: PixelCNN samples the missing pixels in
-    raster order; diffusion inpaints them (RePaint resampling). The model comes from the registry."""
+    """Load ``model`` from the registry, fill the ``kind`` region of ``n`` test images, save a PNG."""
     import mlflow.pyfunc
     import numpy as np
     import torch
 
     from components.data import load_split
-    from components.errors import GenfoundryError
     from components.evaluation.grids import image_grid, save_png
     from components.tracking.runs import client
     from pipelines._common import DATA
@@ -151,25 +167,54 @@ def complete(
         raise GenfoundryError(f"expected {dataset!r} images of shape {tuple(net.spec.shape)}, got {x.shape[1:]}")
     rng = np.random.default_rng(seed)
     images = torch.from_numpy(x[rng.choice(len(x), min(n, len(x)), replace=False)]).float()  # (n, C, H, W)
-    h = images.shape[2]
-    rows = h // 2 if rows is None else rows
-    if not 0 < rows < h:
-        raise GenfoundryError(f"expected 0 < --rows < {h}, got {rows}")
+    mask = known_mask(tuple(images.shape), kind, rows)
     gen = torch.Generator().manual_seed(seed)
-    mask = torch.zeros_like(images)
-    mask[:, :, :rows] = 1.0  # 1 = known pixel
     with torch.no_grad():
-        if hasattr(net, "complete"):
-            filled = net.complete(images, rows, generator=gen)
-        elif hasattr(net, "inpaint"):
+        if hasattr(net, "inpaint"):
             filled = net.inpaint(images, mask, generator=gen, **({"steps": steps} if steps else {}))
+        elif hasattr(net, "complete") and kind == "bottom":
+            filled = net.complete(images, int(mask[0, 0, :, 0].sum()), generator=gen)
+        elif hasattr(net, "complete"):
+            raise GenfoundryError(f"{model} is autoregressive (raster order): expected --mask bottom, got {kind!r}")
         else:
-            raise GenfoundryError(f"{model} is a {net.family} model: completion needs a pixelcnn or diffusion model")
+            raise GenfoundryError(f"{model} is a {net.family} model: filling needs a pixelcnn or diffusion model")
     given = images * mask + 0.5 * (1 - mask)  # the unknown part shown grey
     grid = torch.stack([given, filled.float().cpu(), images], dim=1).flatten(0, 1)  # (3n, C, H, W)
     save_png(image_grid(grid, nrow=3), out)
-    console.print(f"completed {len(images)} {dataset} test images from their top {rows} rows with {model}: {out}")
+    console.print(f"filled the {kind} of {len(images)} {dataset} test images with {model}: {out}")
 
+
+@app.command()
+@stage
+def complete(
+    model: str = typer.Option(..., "--model", "-m", help="registered PixelCNN or diffusion model: NAME@ALIAS"),
+    dataset: str = typer.Option(..., help="prepared dataset whose test images are completed"),
+    rows: int = typer.Option(None, help="image rows given (default: the top half)"),
+    n: int = typer.Option(8, "-n", min=1, help="number of images"),
+    seed: int = typer.Option(0, help="random seed (which test images, and the sampling noise)"),
+    out: Path = typer.Option(..., "-o", "--out", help="PNG: given | completed | original, one column each"),
+    steps: int | None = typer.Option(None, help="sampling steps (diffusion)"),
+) -> None:
+    """Complete the bottom of test images from their top rows: PixelCNN samples the missing pixels in
+    raster order; diffusion inpaints them (RePaint resampling). The model comes from the registry."""
+    _fill(model, dataset, n=n, seed=seed, out=out, kind="bottom", rows=rows, steps=steps)
+
+
+@app.command()
+@stage
+def inpaint(
+    model: str = typer.Option(..., "--model", "-m", help="registered diffusion (or PixelCNN) model: NAME@ALIAS"),
+    dataset: str = typer.Option(..., help="prepared dataset whose test images are inpainted"),
+    mask: str = typer.Option("center", help=f"the unknown region: one of {', '.join(MASKS)}"),
+    n: int = typer.Option(8, "-n", min=1, help="number of images"),
+    seed: int = typer.Option(0, help="random seed (which test images, and the sampling noise)"),
+    out: Path = typer.Option(..., "-o", "--out", help="PNG: given | inpainted | original, one column each"),
+    steps: int | None = typer.Option(None, help="sampling steps (diffusion; default: the model's)"),
+) -> None:
+    """Fill a masked region of test images. Diffusion uses RePaint resampling (arXiv 2201.09865: the known
+    region is re-noised to each step's level and the unknown one denoised, ``inpaint_resample`` rounds per
+    step); PixelCNN can only fill ``--mask bottom`` (raster order)."""
+    _fill(model, dataset, n=n, seed=seed, out=out, kind=mask, rows=None, steps=steps)
 
 if __name__ == "__main__":
     app()
