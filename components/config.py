@@ -86,8 +86,16 @@ class EvaluateConfig(Strict):
 
 
 class AuditConfig(Strict):
+    """Gates; a model failing any of them is never promoted. Unset optional gates are measured, not gated."""
+
     max_fd_l2: PositiveFloat = 0.1
     max_fd_kl: PositiveFloat | None = None
+    max_quality_gap: float | None = Field(
+        None, gt=0, le=1, description="images: max - min over classes of precision / recall (the larger gap)"
+    )
+    max_memorization: float | None = Field(
+        None, ge=0, le=1, description="images: nearest-neighbour-ratio memorization rate, overall and per class"
+    )
 
 
 class SelectionConfig(Strict):

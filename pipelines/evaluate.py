@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from components.data import load_spec, load_split
@@ -16,6 +17,7 @@ from components.tracking import runs
 from pipelines._common import DATA, EXPERIMENT, FEATURES, MODELS, REPORTS, console, experiment_context, stage
 
 app = typer.Typer(add_completion=False)
+SAMPLES = "samples.npz"  # generated images, float32 (n, C, H, W) in [0, 1]; a DVC output, not an MLflow artifact
 
 
 @app.command()
@@ -52,13 +54,15 @@ def main(experiment: str = EXPERIMENT) -> None:
         for name, text in result.files.items():
             (tmp / name).write_text(text)
         write_json(tmp / "labels.json", {"labels": result.labels, "class_names": list(spec.class_names)})
+        if spec.kind == "image":  # the audit's per-group quality and memorization read the samples
+            np.savez_compressed(tmp / SAMPLES, x=np.asarray(result.samples, dtype=np.float32))
     write_json(REPORTS / experiment / "eval.json", result.metrics)
 
     c = runs.client(Path.cwd())
     scalars = {f"eval/{k}": v for k, v in result.metrics.items() if isinstance(v, int | float)}
     runs.log_metrics(c, info["run_id"], scalars)
     runs.set_tags(c, info["run_id"], {"eval.protocol": result.metrics["protocol"]})
-    for f in sorted(out.glob("*")):
+    for f in sorted(p for p in out.glob("*") if p.name != SAMPLES):
         c.log_artifact(info["run_id"], str(f), artifact_path="eval")
     headline = ", ".join(
         f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, float) and k in _HEADLINE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -18,16 +19,23 @@ def audit_shares(
     *,
     attribute: str = "class",
     seed: int = 0,
+    groups: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fairness discrepancy (Choi et al., arXiv 1910.12008) of generated attribute shares vs training shares.
 
     ``generated`` may hold -1 for samples with no attribute (e.g. off every mode): they count in N but in no
-    class, so a model that emits junk cannot look fair by omission.
+    class, so a model that emits junk cannot look fair by omission. ``groups`` holds the per-group audits
+    of images (``components.audit.groups``: ``{"quality": ..., "memorization": ...}``), gated by
+    ``cfg.max_quality_gap`` and ``cfg.max_memorization`` when those are set.
     """
     k = len(class_names)
+    extra = _group_gates(groups, cfg)
     if k == 0 or generated is None:
-        return {"attribute": None, "passed": True, "failed": [], "gates": {},
-                "note": "the dataset has no attribute labels: nothing to audit"}
+        gates = extra
+        failed = _failed(gates)
+        return {"attribute": None, **_group_fields(groups), "gates": _gate_table(gates),
+                "passed": not failed, "failed": failed,
+                "note": "the dataset has no attribute labels: no shares to audit"}
     gen = np.asarray(generated, dtype=np.int64)
     n = len(gen)
     labelled = gen[gen >= 0]
@@ -40,7 +48,8 @@ def audit_shares(
     gates = {"fd_l2": (fd["l2"], cfg.max_fd_l2)}
     if cfg.max_fd_kl is not None:
         gates["fd_kl"] = (fd["kl"], cfg.max_fd_kl)
-    failed = [f"{g} = {v:.4f} > {t:g}" for g, (v, t) in gates.items() if not v <= t]
+    gates.update(extra)
+    failed = _failed(gates)
     return {
         "attribute": attribute,
         "n_generated": n,
@@ -55,7 +64,111 @@ def audit_shares(
         "fd_kl": fd["kl"],
         "fd_l2_vs_uniform": fairness_discrepancy(p_gen_norm, uniform)["l2"],
         "amplification": amplification(p_gen_norm, p_train),
-        "gates": {g: {"value": v, "threshold": t, "passed": bool(v <= t)} for g, (v, t) in gates.items()},
+        **_group_fields(groups),
+        "gates": _gate_table(gates),
         "passed": not failed,
         "failed": failed,
     }
+
+
+def _group_gates(groups: dict[str, Any] | None, cfg: AuditConfig) -> dict[str, tuple[float, float]]:
+    gates: dict[str, tuple[float, float]] = {}
+    if groups is None:
+        return gates
+    if cfg.max_quality_gap is not None and "quality" in groups:
+        gap = groups["quality"]["gap"]
+        gates["quality_gap"] = (math.nan if gap is None else gap, cfg.max_quality_gap)  # unmeasured: fails
+    if cfg.max_memorization is not None and "memorization" in groups:
+        gates["memorization"] = (groups["memorization"]["value"], cfg.max_memorization)
+    return gates
+
+
+def _group_fields(groups: dict[str, Any] | None) -> dict[str, Any]:
+    """Per-group sections plus their headline scalars (for ``dvc metrics``)."""
+    if not groups:
+        return {}
+    out: dict[str, Any] = dict(groups)
+    if "quality" in groups:
+        out["quality_gap"] = groups["quality"]["gap"]
+    if "memorization" in groups:
+        out["memorization_rate"] = groups["memorization"]["rate"]
+    return out
+
+
+def _failed(gates: dict[str, tuple[float, float]]) -> list[str]:
+    """One line per failed gate: its name, value and threshold (a NaN value fails)."""
+    return [f"{g} = {v:.4f} > {t:g}" for g, (v, t) in gates.items() if not v <= t]
+
+
+def _gate_table(gates: dict[str, tuple[float, float]]) -> dict[str, dict[str, Any]]:
+    return {g: {"value": v, "threshold": t, "passed": bool(v <= t)} for g, (v, t) in gates.items()}
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4f}" if math.isfinite(v) else str(v)
+    return str(v)
+
+
+def audit_markdown(report: dict[str, Any], experiment: str) -> str:
+    """The audit report as markdown: verdict, gates, shares and the per-group tables."""
+    verdict = "**passed**" if report["passed"] else "**FAILED**: " + "; ".join(report["failed"])
+    lines = [f"# Audit: {experiment}", "", f"Verdict: {verdict}", ""]
+    if report.get("note"):
+        lines += [report["note"], ""]
+    if report["gates"]:
+        lines += ["| gate | value | threshold | passed |", "|---|---|---|---|"]
+        lines += [
+            f"| {g} | {_fmt(r['value'])} | {r['threshold']:g} | {'yes' if r['passed'] else 'NO'} |"
+            for g, r in report["gates"].items()
+        ]
+        lines.append("")
+    if report.get("attribute"):
+        lines += [
+            f"## Shares of `{report['attribute']}`",
+            "",
+            f"{report['n_generated']} generated samples ({report['n_unlabelled']} without the attribute); "
+            f"fairness discrepancy L2 {report['fd_l2']:.4f}, L1 {report['fd_l1']:.4f}, KL {report['fd_kl']:.4f}; "
+            f"amplification {report['amplification']:+.4f}.",
+            "",
+            "| group | generated | 95% CI | train |",
+            "|---|---|---|---|",
+        ]
+        ci = report.get("shares_ci95", {})
+        for g, share in report["shares_generated"].items():
+            lo_hi = ci.get(g)
+            interval = f"[{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else "–"
+            lines.append(f"| {g} | {share:.3f} | {interval} | {report['shares_train'][g]:.3f} |")
+        lines.append("")
+    quality = report.get("quality")
+    if quality:
+        lines += [
+            f"## Quality per group (precision / recall, k = {quality['k']}, domain classifier features)",
+            "",
+            f"Precision gap {_fmt(quality['precision_gap'])}, recall gap {_fmt(quality['recall_gap'])} "
+            "(max − min over groups).",
+            "",
+            "| group | real | generated | precision | recall |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {g} | {r['n_real']} | {r['n_generated']} | {_fmt(r['precision'])} | {_fmt(r['recall'])} |"
+            for g, r in quality["per_group"].items()
+        ]
+        lines.append("")
+    mem = report.get("memorization")
+    if mem:
+        lines += [
+            "## Memorization per group",
+            "",
+            f"Rule: {mem['rule']}. Overall rate {mem['rate']:.4f}; worst group with at least "
+            f"{mem['min_group']} samples {_fmt(mem['max_group_rate'])}.",
+            "",
+            "| group | generated | memorized rate |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {g} | {r['n_generated']} | {_fmt(r['rate'])} |" for g, r in mem["per_group"].items()]
+        lines.append("")
+    return "\n".join(lines)
