@@ -16,6 +16,7 @@ from components.errors import ConfigError, GenfoundryError
 from components.io import read_json, write_json
 from components.models.store import load_trained
 from components.tracking import registry, runs
+from components.tracking.card import model_card
 from pipelines._common import EXPERIMENT, MODELS, REPORTS, console, experiment_context, stage
 
 app = typer.Typer(add_completion=False)
@@ -49,18 +50,38 @@ def main(experiment: str = EXPERIMENT) -> None:
         with torch.no_grad():
             example = model.sample(4, generator=torch.Generator().manual_seed(0))
         example = example if isinstance(example, list) else example.numpy()
+        commit = runs.git_commit(Path.cwd())
         tags = {
             "fingerprint": fp,
             "experiment": experiment,
-            "family": exp.family,
-            "dataset": exp.dataset,
-            "git_commit": runs.git_commit(Path.cwd()),
+            "family": info["family"],
+            "dataset": info["dataset"],
+            "git_commit": commit,
             "params_hash": info["params_hash"],
             "data_sha256": info["data_sha256"],
             "weights_sha256": info["weights_sha256"],
             "audit.passed": audit["passed"],
+            "audit.failed": "; ".join(audit["failed"]),
             **{f"metric.{k}": v for k, v in metrics.items() if isinstance(v, int | float)},
         }
+        eval_dir = REPORTS / experiment / "eval"
+        grid = eval_dir / "samples.png"
+        text = eval_dir / "samples.txt"
+
+        def card(v: str) -> str:
+            return model_card(
+                name=name,
+                version=v,
+                experiment=experiment,
+                info=info,
+                params=run.data.params,
+                metrics=metrics,
+                audit=audit,
+                git_commit=commit,
+                sample_image=grid.name if grid.exists() else None,
+                sample_text="\n".join(text.read_text().splitlines()[:20]) if text.exists() else None,
+            )
+
         version = registry.log_sampler(
             run_id=info["run_id"],
             model_dir=MODELS / experiment,
@@ -68,7 +89,9 @@ def main(experiment: str = EXPERIMENT) -> None:
             sample_params=type(model).sample_params,
             example_output=example,
             tags=tags,
-            description=_card(experiment, exp.family, exp.dataset, info, metrics, audit),
+            description=_card(experiment, info["family"], info["dataset"], info, metrics, audit),
+            card=card,
+            card_files=[grid] if grid.exists() else [],
         )
     decision = registry.decide(
         c,

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import math
 import platform
+import tempfile
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -23,6 +25,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 import components
+from components.tracking.card import CARD_FILE
 
 SAMPLER_FILE = Path(__file__).with_name("sampler_model.py")
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
@@ -81,8 +84,15 @@ def log_sampler(
     example_output: Any,
     tags: dict[str, str],
     description: str,
+    card: Callable[[str], str] | None = None,
+    card_files: Sequence[str | Path] = (),
 ) -> str:
-    """Log the pyfunc sampler to ``run_id`` and register it as a new version of ``name``; return the version."""
+    """Log the pyfunc sampler to ``run_id`` and register it as a new version of ``name``; return the version.
+
+    ``card(version)`` returns the version's model card (markdown): it is logged to the run under
+    ``model_card/v<version>/`` with ``card_files`` (e.g. the sample grid it shows), linked from the
+    description and recorded in the version's tag ``model_card``.
+    """
     example = pd.DataFrame({"n": [4], "seed": [0]})
     with warnings.catch_warnings():  # "integer columns cannot hold missing values": n and seed never are
         warnings.simplefilter("ignore", UserWarning)
@@ -103,8 +113,24 @@ def log_sampler(
     c = MlflowClient()
     for k, v in tags.items():
         c.set_model_version_tag(name, version, k, str(v))
+    if card is not None:
+        uri = log_card(c, run_id, version, card(version), card_files)
+        c.set_model_version_tag(name, version, "model_card", uri)
+        description = f"{description.rstrip()}\n\nModel card: [{CARD_FILE}]({uri})\n"
     c.update_model_version(name, version, description=description)
     return version
+
+
+def log_card(c: MlflowClient, run_id: str, version: str, text: str, files: Sequence[str | Path] = ()) -> str:
+    """Log a model card and its files under ``model_card/v<version>/`` of the run; return the card's URI."""
+    folder = f"model_card/v{version}"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / CARD_FILE
+        path.write_text(text)
+        c.log_artifact(run_id, str(path), artifact_path=folder)
+    for f in files:
+        c.log_artifact(run_id, str(f), artifact_path=folder)
+    return f"runs:/{run_id}/{folder}/{CARD_FILE}"
 
 
 def alias_version(c: MlflowClient, name: str, alias: str) -> str | None:

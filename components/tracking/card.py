@@ -1,0 +1,101 @@
+"""The model card of a registered version (markdown): data and its hash, params, metrics, audit, protocol.
+
+Logged with the version's MLflow run under ``model_card/v<version>/`` beside the sample grid it shows, and
+linked from the version's description (:func:`components.tracking.registry.log_sampler`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+CARD_FILE = "model_card.md"
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}" if math.isfinite(v) else str(v)
+    if isinstance(v, dict | list):
+        return f"`{json.dumps(v, sort_keys=True, default=str)}`"
+    return str(v)
+
+
+def _table(rows: Mapping[str, Any], head: tuple[str, str]) -> list[str]:
+    if not rows:
+        return ["(none)"]
+    out = [f"| {head[0]} | {head[1]} |", "|---|---|"]
+    out += [f"| {k} | {_value(v)} |".replace("\n", " ") for k, v in rows.items()]
+    return out
+
+
+def model_card(
+    *,
+    name: str,
+    version: str,
+    experiment: str,
+    info: Mapping[str, Any],
+    params: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    audit: Mapping[str, Any],
+    git_commit: str,
+    sample_image: str | None = None,
+    sample_text: str | None = None,
+) -> str:
+    """The card as markdown. ``info`` is the trained model's ``config.json``; ``params`` the run's params."""
+    verdict = "passed" if audit.get("passed") else "FAILED: " + "; ".join(audit.get("failed", []))
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    lines = [
+        f"# Model card: {name} v{version}",
+        "",
+        f"Experiment `{experiment}`: a `{info.get('family')}` model trained on `{info.get('dataset')}`; "
+        f"MLflow run `{info.get('run_id')}`, git commit `{git_commit}`.",
+        "",
+        "## Data",
+        "",
+        f"- dataset: `{info.get('dataset')}` (prepared by the `prepare` stage, split by its seed)",
+        f"- data sha256: `{info.get('data_sha256')}`",
+        f"- shape / kind: `{json.dumps({k: info.get('spec', {}).get(k) for k in ('kind', 'shape')})}`",
+        "",
+        "## Weights",
+        "",
+        f"- safetensors (`model.safetensors` + `config.json`), never pickled; sha256 `{info.get('weights_sha256')}`",
+        f"- params hash (family, model, train, data): `{info.get('params_hash')}`; epochs {info.get('epochs')}",
+        "",
+        "## Params",
+        "",
+        *_table({"model": info.get("model", {}), **dict(sorted(params.items()))}, ("param", "value")),
+        "",
+        "## Metrics (evaluate stage)",
+        "",
+        *_table(scalars, ("metric", "value")),
+        "",
+        "## Audit",
+        "",
+        f"Verdict: **{verdict}**",
+        "",
+    ]
+    gates = audit.get("gates", {})
+    if gates:
+        lines += ["| gate | value | threshold | passed |", "|---|---|---|---|"]
+        lines += [
+            f"| {g} | {_value(r['value'])} | {r['threshold']:g} | {'yes' if r['passed'] else 'NO'} |"
+            for g, r in gates.items()
+        ]
+        lines.append("")
+    shares = audit.get("shares_generated")
+    if shares:
+        train = audit.get("shares_train", {})
+        lines += [f"Shares of `{audit.get('attribute')}` (generated / train):", ""]
+        lines += ["| group | generated | train |", "|---|---|---|"]
+        lines += [f"| {g} | {s:.3f} | {train.get(g, float('nan')):.3f} |" for g, s in shares.items()]
+        lines.append("")
+    lines += ["## Protocol", "", *_table(metrics.get("protocol", {}), ("field", "value")), "", "## Samples", ""]
+    if sample_image:
+        lines.append(f"![samples]({sample_image})")
+    elif sample_text:
+        lines += ["```", sample_text.strip(), "```"]
+    else:
+        lines.append("(no samples recorded)")
+    return "\n".join(lines) + "\n"
