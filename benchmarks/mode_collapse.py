@@ -65,6 +65,25 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "PacGAN4": {"loss": "ns", "pack": 4},
     "WGAN-GP": {"loss": "wgan-gp", "gp_weight": 10.0, "d_steps": 5, "spectral_norm": False, "betas": (0.5, 0.9)},
 }
+# Other families on the same data, seeds and step budget (one sample per "pack"; no GAN network args).
+# Diffusion: MLP denoiser (components.models.diffusion), v-prediction (eps-prediction divides by sqrt(ᾱ_t) near
+# t = T and, with no data range to clip x0 to, a few points blow up), DDIM 100 steps with eta 1; points are
+# diffused as x / point_scale so both mixtures span about [-1, 1].
+OTHER_FAMILIES: dict[str, dict[str, Any]] = {
+    "Diffusion": {
+        "family": "diffusion",
+        "lr": 1e-3,
+        "model": {
+            "objective": "v",
+            "mlp_dim": 256,
+            "mlp_depth": 3,
+            "sampler": "ddim",
+            "sampling_steps": 100,
+            "eta": 1.0,
+        },
+        "point_scale": {"ring8": 1.0, "grid25": 4.0},
+    },
+}
 # PacGAN Table 1 (10 trials, mean +- s.e.): (modes, %HQ, reverse KL) per dataset.
 PUBLISHED: dict[str, dict[str, tuple[str, str, str]]] = {
     "GAN": {"ring8": ("6.3±0.5", "98.2±0.2", "0.45±0.09"), "grid25": ("17.3±0.8", "94.8±0.7", "0.70±0.07")},
@@ -102,7 +121,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     pack = job["model"].get("pack", 1)
     raw = get_source(job["dataset"])(n_samples=job["n_packs"] * pack, seed=10_000 + job["seed"])
     spec = DataSpec(name=job["dataset"], kind="points", shape=raw.x.shape[1:], extras=raw.extras)
-    model = build_model("gan", job["model"], spec)
+    model = build_model(job.get("family", "gan"), job["model"], spec)
     train = TrainConfig(num_workers=0, seed=job["seed"], batch_size=job["batch_packs"] * pack, **job["train"])
     t0 = time.perf_counter()
     history = fit(model, (torch.from_numpy(raw.x), torch.from_numpy(raw.y)), train)
@@ -154,7 +173,7 @@ def markdown(summary: dict, args: argparse.Namespace, protocol: dict[str, Any], 
         head,
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name in [c for c in CONFIGS if c in summary]:
+    for name in [c for c in (*CONFIGS, *OTHER_FAMILIES) if c in summary]:
         cells = []
         for ds in DATASETS:
             s = summary[name].get(ds)
@@ -190,6 +209,11 @@ def markdown(summary: dict, args: argparse.Namespace, protocol: dict[str, Any], 
         "- Configs (override the networks): "
         + "; ".join(f"{k} {json.dumps(CONFIGS[k])}" for k in summary if k in CONFIGS)
         + ".",
+        *(
+            f"- {k}: {json.dumps(OTHER_FAMILIES[k])}, same data, seeds and steps (batch = packs, one sample each)."
+            for k in summary
+            if k in OTHER_FAMILIES
+        ),
         f"- Minibatch {p['batch_packs']} packs (PacGAN: 100); {p['n_packs']} training packs per epoch, "
         f"{p['epochs']} epochs = {p['steps']} generator steps (PacGAN: 100,000 packs, 400 epochs = 400,000).",
         f"- {p['n_eval']} samples per model; runs through `components.training.loop.fit`.",
@@ -200,10 +224,33 @@ def markdown(summary: dict, args: argparse.Namespace, protocol: dict[str, Any], 
     return "\n".join(lines) + "\n"
 
 
+def _job(args: argparse.Namespace, ds: str, name: str, seed: int) -> dict[str, Any]:
+    """One run's full description (its key, minus threads, identifies it for --resume)."""
+    job: dict[str, Any] = {
+        "dataset": ds,
+        "config": name,
+        "seed": seed,
+        "model": {**ARCHS[args.arch], **CONFIGS[name]} if name in CONFIGS else {},
+        "train": {"epochs": args.epochs, "lr": args.lr, "betas": tuple(args.betas), "lr_schedule": args.lr_schedule},
+        "n_packs": args.n_packs,
+        "batch_packs": args.batch_packs,
+        "n_eval": args.n_eval,
+        "threads": args.threads,
+    }
+    if name in OTHER_FAMILIES:
+        other = OTHER_FAMILIES[name]
+        job["family"] = other["family"]
+        job["model"] = {**other["model"], "point_scale": other["point_scale"][ds]}
+        job["train"]["lr"] = other["lr"]
+    return job
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
-    ap.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument(
+        "--configs", nargs="+", default=list(CONFIGS), choices=[*CONFIGS, *OTHER_FAMILIES], help="rows to run"
+    )
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--arch", default="cpu", choices=list(ARCHS))
     ap.add_argument("--epochs", type=int, default=10)
@@ -222,27 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.seeds, args.epochs, args.n_packs = args.seeds[:2], 2, 20_000
 
-    jobs = [
-        {
-            "dataset": ds,
-            "config": name,
-            "seed": seed,
-            "model": {**ARCHS[args.arch], **CONFIGS[name]},
-            "train": {
-                "epochs": args.epochs,
-                "lr": args.lr,
-                "betas": tuple(args.betas),
-                "lr_schedule": args.lr_schedule,
-            },
-            "n_packs": args.n_packs,
-            "batch_packs": args.batch_packs,
-            "n_eval": args.n_eval,
-            "threads": args.threads,
-        }
-        for ds in args.datasets
-        for name in args.configs
-        for seed in args.seeds
-    ]
+    jobs = [_job(args, ds, name, seed) for ds in args.datasets for name in args.configs for seed in args.seeds]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     # Each finished run is appended to <out>.runs.jsonl with its job: --resume reuses identical jobs' runs.
