@@ -71,6 +71,10 @@ class GenerativeModel(nn.Module, ABC):
         self.spec = spec
         self.config = config
 
+    def sampler_defaults(self) -> dict[str, Any]:
+        """``sample_params`` with this model's own defaults (what a request that names no option gets)."""
+        return dict(type(self).sample_params)
+
     @abstractmethod
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         """Training objective on one batch: ``{"loss": scalar, <term>: scalar, ...}``."""

@@ -475,6 +475,11 @@ class GaussianDiffusion(GenerativeModel):
                     x = self.ddim_step(net, x, t, t_next, eta=eta, generator=generator)
         return self.from_model_space(x)
 
+    def sampler_defaults(self) -> dict[str, Any]:
+        """The config's sampler, steps and eta, so the registered model samples as the evaluation did."""
+        c = self.config
+        return {"sampler": c.sampler, "steps": c.sampling_steps, "eta": c.eta}
+
     def sampler_info(self) -> dict[str, Any]:
         """The sampler of the last ``sample`` call (else the config's defaults), plus the schedule."""
         c = self.config

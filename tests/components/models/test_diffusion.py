@@ -376,3 +376,13 @@ def test_mlp_denoiser_overfits_two_points():
     d = torch.cdist(s, points)  # (400, 2)
     assert (d.min(1).values < 0.15).float().mean() > 0.95
     assert 0.35 < (d.argmin(1) == 0).float().mean() < 0.65  # both points, neither dropped
+
+
+def test_registered_sampler_defaults_follow_the_config():
+    from components.data.spec import DataSpec
+    from components.models import build_model
+
+    spec = DataSpec(name="t", kind="image", shape=(1, 8, 8), levels=17)
+    model = build_model("diffusion", {"dim": 8, "dim_mults": [1], "eta": 1.0, "sampling_steps": 20}, spec)
+    assert model.sampler_defaults() == {"sampler": "ddim", "steps": 20, "eta": 1.0}
+    assert set(model.sampler_defaults()) == set(type(model).sample_params)
