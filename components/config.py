@@ -83,6 +83,10 @@ class EvaluateConfig(Strict):
     batch_size: PositiveInt = 500
     seed: int = 0
     sampler: dict[str, Any] = Field(default_factory=dict, description="options passed to model.sample")
+    fid_n_boot: int = Field(200, ge=0, description="images: bootstrap resamples of the FID interval (0: none)")
+    utility_steps: int = Field(
+        600, ge=0, description="images with classes: steps of the data-augmentation classifiers (0: skip)"
+    )
 
 
 class AuditConfig(Strict):

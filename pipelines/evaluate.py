@@ -59,7 +59,7 @@ def main(experiment: str = EXPERIMENT) -> None:
     write_json(REPORTS / experiment / "eval.json", result.metrics)
 
     c = runs.client(Path.cwd())
-    scalars = {f"eval/{k}": v for k, v in result.metrics.items() if isinstance(v, int | float)}
+    scalars = {f"eval/{k}": v for k, v in mlflow_scalars(result.metrics).items()}
     runs.log_metrics(c, info["run_id"], scalars)
     runs.set_tags(c, info["run_id"], {"eval.protocol": result.metrics["protocol"]})
     for f in sorted(p for p in out.glob("*") if p.name != SAMPLES):
@@ -68,6 +68,18 @@ def main(experiment: str = EXPERIMENT) -> None:
         f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, float) and k in _HEADLINE
     )
     console.print(f"evaluated [bold]{experiment}[/]: {headline}")
+
+
+def mlflow_scalars(metrics: dict) -> dict[str, float]:
+    """Numbers of eval.json as MLflow metrics: nested sections flattened (``memorization.c_t``), each
+    ``*_ci95`` pair as ``*_ci95_lo`` / ``*_ci95_hi``; the protocol card goes to a tag instead."""
+    out: dict[str, float] = {}
+    for k, v in runs.flatten({k: v for k, v in metrics.items() if k != "protocol"}).items():
+        if k.endswith("_ci95") and isinstance(v, list) and len(v) == 2:
+            out[f"{k}_lo"], out[f"{k}_hi"] = v
+        elif isinstance(v, int | float) and not isinstance(v, bool):
+            out[k] = v
+    return out
 
 
 _HEADLINE = {
