@@ -107,6 +107,82 @@ class SelectionConfig(Strict):
     mode: Literal["min", "max"] = "min"
 
 
+#: ``train`` keys a search may vary; the others shape the search itself (epochs: ``tune.epochs``; workers:
+#: ``tune.workers_per_trial``) or would only select noise (seed).
+TUNABLE_TRAIN_KEYS = ("batch_size", "lr", "weight_decay", "betas", "grad_clip")
+
+
+class Distribution(Strict):
+    """One hyperparameter's search domain: exactly one of these keys.
+
+    ``choice``/``grid`` list the values (grid: every value is tried, ``num_samples`` times each);
+    ``uniform``/``loguniform`` are [low, high] floats; ``randint`` is [low, high] integers, both included.
+    """
+
+    choice: list[Any] | None = Field(None, min_length=1)
+    grid: list[Any] | None = Field(None, min_length=1)
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[PositiveFloat, PositiveFloat] | None = None
+    randint: tuple[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Distribution:
+        given = [k for k in type(self).model_fields if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"expected exactly one of {list(type(self).model_fields)} per hyperparameter, got {given or 'none'}"
+            )
+        kind = given[0]
+        if kind in ("uniform", "loguniform", "randint"):
+            lo, hi = getattr(self, kind)
+            if (lo > hi) if kind == "randint" else (lo >= hi):
+                raise ValueError(f"{kind} [{lo}, {hi}]: expected low < high")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in type(self).model_fields if getattr(self, k) is not None)
+
+    def candidates(self) -> list[Any]:
+        """Values that must all be valid settings: every listed value, or both ends of a range."""
+        value = getattr(self, self.kind)
+        return list(value)
+
+
+class TuneConfig(Strict):
+    """``experiments.<name>.tune``: a Ray Tune search over the family's hyperparameters (``genfoundry tune``)."""
+
+    space: dict[str, Distribution] = Field(
+        ..., description="'train.<key>' or 'model.<key>' -> distribution, e.g. {'train.lr': {loguniform: [1e-4, 1e-2]}}"
+    )
+    num_samples: PositiveInt = 8
+    max_concurrent: PositiveInt | None = Field(None, description="trials at once (None: as many as the cluster fits)")
+    metric: str = Field("val_loss", description="per-epoch metric ASHA compares: loss, val_loss, val_<term>, ...")
+    mode: Literal["min", "max"] = "min"
+    epochs: PositiveInt | None = Field(None, description="epochs of a trial that is never stopped (None: train.epochs)")
+    grace_period: PositiveInt = Field(1, description="ASHA: epochs every trial runs before it can be stopped")
+    reduction_factor: float = Field(2.0, gt=1, description="ASHA: 1/reduction_factor of the trials go on per rung")
+    workers_per_trial: PositiveInt = 1
+    seed: int = Field(0, description="seed of the random search (which configurations are drawn)")
+
+    @model_validator(mode="after")
+    def _keys(self) -> TuneConfig:
+        if not self.space:
+            raise ValueError("tune.space is empty; add e.g. 'train.lr': {loguniform: [1.0e-4, 1.0e-2]}")
+        for name in self.space:
+            section, _, key = name.partition(".")
+            if section not in ("train", "model") or not key:
+                raise ValueError(f"tune.space key {name!r}: expected 'train.<key>' or 'model.<key>'")
+            if section == "train" and key not in TUNABLE_TRAIN_KEYS:
+                raise ValueError(
+                    f"tune.space key {name!r} cannot be searched; tunable train keys: {list(TUNABLE_TRAIN_KEYS)} "
+                    "(trial length: tune.epochs; workers: tune.workers_per_trial)"
+                )
+        if self.epochs is not None and self.grace_period > self.epochs:
+            raise ValueError(f"tune.grace_period = {self.grace_period} exceeds tune.epochs = {self.epochs}")
+        return self
+
+
 class ExperimentConfig(Strict):
     family: str
     dataset: str
@@ -115,6 +191,7 @@ class ExperimentConfig(Strict):
     evaluate: EvaluateConfig = EvaluateConfig()
     audit: AuditConfig = AuditConfig()
     selection: SelectionConfig = SelectionConfig()
+    tune: TuneConfig | None = Field(None, description="hyperparameter search for `genfoundry tune` (optional)")
 
 
 class MlflowConfig(Strict):
@@ -170,6 +247,8 @@ def format_validation_error(e: ValidationError, *, prefix: str = "") -> str:
     value = err.get("input")
     if err["type"] == "value_error" and not err["loc"]:
         return f"{prefix + ': ' if prefix else ''}{msg}"
+    if err["type"] == "value_error" and isinstance(value, dict):  # a section's own check: name it, not its dict
+        return f"{loc}: {msg}"
     return f"'{loc}' = {value!r}: expected {msg[0].lower() + msg[1:] if msg else 'a valid value'}"
 
 
@@ -185,9 +264,49 @@ def parse_params(raw: dict[str, Any], *, validate_families: bool = True) -> Para
         for key, exp in params.experiments.items():
             try:
                 parse_family_config(exp.family, exp.model, where=f"experiments.{key}.model")
+                if exp.tune is not None:
+                    check_tune_space(key, exp)
             except ConfigError as e:
                 raise ConfigError(f"params.yaml: {e}") from None
     return params
+
+
+def apply_overrides(exp: ExperimentConfig, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+    """The experiment's train config and model params with ``{'train.lr': 0.01, 'model.width': 32}`` applied."""
+    train = exp.train.model_dump()
+    model = dict(exp.model)
+    for name, value in overrides.items():
+        section, _, k = name.partition(".")
+        (train if section == "train" else model)[k] = value
+    return TrainConfig(**train), model
+
+
+def check_tune_space(key: str, exp: ExperimentConfig) -> None:
+    """Every value a search may draw must be a valid setting: each choice, both ends of each range."""
+    from components.models import family_module, parse_family_config
+
+    assert exp.tune is not None
+    fields = family_module(exp.family).Config.model_fields
+    epochs = exp.tune.epochs or exp.train.epochs
+    if exp.tune.grace_period > epochs:
+        raise ConfigError(
+            f"experiments.{key}.tune.grace_period = {exp.tune.grace_period} exceeds the {epochs} epochs of a trial"
+        )
+    for name, dist in exp.tune.space.items():
+        where = f"experiments.{key}.tune.space.{name}"
+        section, _, k = name.partition(".")
+        if section == "model" and k not in fields:
+            raise ConfigError(f"{where}: {exp.family} has no hyperparameter {k!r}; expected one of {sorted(fields)}")
+        for value in dist.candidates():
+            try:
+                train, model = apply_overrides(exp, {name: value})
+                if section == "model":
+                    parse_family_config(exp.family, model, where=f"experiments.{key}.model")
+            except ValidationError as e:
+                msg = format_validation_error(e, prefix=f"experiments.{key}.train")
+                raise ConfigError(f"{where}: {dist.kind} value {value!r}: {msg}") from None
+            except ConfigError as e:
+                raise ConfigError(f"{where}: {dist.kind} value {value!r}: {e}") from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
