@@ -44,8 +44,12 @@ class TrainJob:
     run_id: str | None = None
 
 
-def init_ray(*, num_cpus: int | None = None) -> None:
-    """Connect to ``RAY_ADDRESS`` if set (a cluster, or inside ``ray job submit``), else start a quiet local Ray."""
+def init_ray(*, num_cpus: int | None = None, dashboard: bool = False) -> None:
+    """Connect to ``RAY_ADDRESS`` if set (a cluster, or inside ``ray job submit``), else start a quiet local Ray.
+
+    ``dashboard`` starts the local instance with its dashboard, whose state API Ray Train needs to remove the
+    workers' placement group of a run whose controller was killed (a Tune trial that ASHA stopped).
+    """
     import ray
 
     if ray.is_initialized():
@@ -55,14 +59,39 @@ def init_ray(*, num_cpus: int | None = None) -> None:
     # "local" always starts a fresh instance: a bare ray.init() would join any `ray start` cluster on this machine
     address = os.environ.get("RAY_ADDRESS") or "local"
     local = address == "local"
-    ray.init(
-        address=address,
-        num_cpus=num_cpus if local else None,
-        include_dashboard=False if local else None,
-        logging_level=logging.ERROR,
-        log_to_driver=False,  # worker output stays in Ray's log files; progress reaches us through a queue
-        configure_logging=True,
-    )
+    runtime_env = None
+    saved_port = os.environ.get("RAY_GCS_SERVER_PORT")
+    if local and dashboard:
+        # The state API finds "its" instance through RAY_ADDRESS; without it, a second Ray instance on this
+        # machine (another user's, a test's) makes every state query in our workers fail. So fix the GCS
+        # port up front and hand the workers its address.
+        port = _free_port()
+        os.environ["RAY_GCS_SERVER_PORT"] = str(port)
+        runtime_env = {"env_vars": {"RAY_ADDRESS": f"{ray.util.get_node_ip_address()}:{port}"}}
+    try:
+        ray.init(
+            address=address,
+            num_cpus=num_cpus if local else None,
+            include_dashboard=dashboard if local else None,
+            logging_level=logging.ERROR,
+            log_to_driver=False,  # worker output stays in Ray's log files; progress reaches us through a queue
+            configure_logging=True,
+            runtime_env=runtime_env,
+        )
+    finally:
+        if local and dashboard:
+            if saved_port is None:
+                os.environ.pop("RAY_GCS_SERVER_PORT", None)
+            else:
+                os.environ["RAY_GCS_SERVER_PORT"] = saved_port
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
 
 
 def resolve_use_gpu(use_gpu: bool | str) -> bool:
@@ -104,39 +133,13 @@ def train(job: TrainJob, *, on_event: EventSink | None = None) -> tuple[Generati
 
 def _train_ray(job: TrainJob, spec: Any, on_event: EventSink | None) -> tuple[GenerativeModel, LoopState]:
     import ray.train
-    from ray.train.torch import TorchConfig, TorchTrainer
     from ray.util.queue import Queue
 
     init_ray()
     use_gpu = resolve_use_gpu(job.train.use_gpu)
     events: Queue = Queue(maxsize=10_000, actor_options={"num_cpus": 0})
-    config = {
-        "family": job.family,
-        "model": job.model,
-        "dataset": job.dataset,
-        "data_root": job.data_root,
-        "train": job.train.model_dump(),
-        "tracking_uri": job.tracking_uri,
-        "run_id": job.run_id,
-        "queue": events,
-        "threads_per_worker": job.train.cpus_per_worker,
-    }
-    trainer = TorchTrainer(
-        train_worker,
-        train_loop_config=config,
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=job.train.num_workers,
-            use_gpu=use_gpu,
-            resources_per_worker={"CPU": job.train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
-        ),
-        run_config=ray.train.RunConfig(
-            name=job.run_name,
-            storage_path=job.storage_path,
-            failure_config=ray.train.FailureConfig(max_failures=job.train.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-        ),
-    )
+    config = worker_config(job, queue=events)
+    trainer = torch_trainer(config, job.train, use_gpu=use_gpu, name=job.run_name, storage_path=job.storage_path)
     diverged: list[str] = []
     stop = threading.Event()
 
@@ -173,6 +176,57 @@ def _train_ray(job: TrainJob, spec: Any, on_event: EventSink | None) -> tuple[Ge
     with result.checkpoint.as_directory() as d:
         state = load_checkpoint(d, model)
     return model.to(torch.device("cpu")), state
+
+
+def worker_config(job: TrainJob, *, queue: Any = None, val_split: str | None = None) -> dict[str, Any]:
+    """``train_loop_config`` of :func:`train_worker` for ``job``."""
+    return {
+        "family": job.family,
+        "model": job.model,
+        "dataset": job.dataset,
+        "data_root": job.data_root,
+        "train": job.train.model_dump(),
+        "tracking_uri": job.tracking_uri,
+        "run_id": job.run_id,
+        "queue": queue,
+        "threads_per_worker": job.train.cpus_per_worker,
+        "val_split": val_split,
+    }
+
+
+def torch_trainer(
+    config: dict[str, Any],
+    train: TrainConfig,
+    *,
+    use_gpu: bool,
+    name: str,
+    storage_path: str,
+    callbacks: list[Any] | None = None,
+    num_to_keep: int = 2,
+) -> Any:
+    """The ``TorchTrainer`` running :func:`train_worker`: ``train.num_workers`` DDP workers (gloo on CPU, NCCL on
+    GPU), restarts from the last checkpoint up to ``train.max_failures`` times, and a rerun with the same
+    ``name``/``storage_path`` resumes from that run's newest checkpoint."""
+    import ray.train
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    return TorchTrainer(
+        train_worker,
+        train_loop_config=config,
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=train.num_workers,
+            use_gpu=use_gpu,
+            resources_per_worker={"CPU": train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
+        ),
+        run_config=ray.train.RunConfig(
+            name=name,
+            storage_path=storage_path,
+            callbacks=callbacks,
+            failure_config=ray.train.FailureConfig(max_failures=train.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=num_to_keep),
+        ),
+    )
 
 
 def _root_cause(e: BaseException) -> str:

@@ -153,6 +153,27 @@ def mode_probe(model: GenerativeModel, spec: DataSpec, *, n: int = 2500, seed: i
     return {f"probe_{k}": float(m[k]) for k in ("modes_captured", "pct_high_quality", "reverse_kl")}
 
 
+@torch.no_grad()
+def evaluate_loss(model: GenerativeModel, loader: DataLoader, *, device: torch.device) -> dict[str, float]:
+    """Mean objective terms on held-out data (``val_<term>``), all-reduced across ranks.
+
+    Runs the unwrapped model in eval mode under a forked RNG, so the training run's random stream (and so
+    its result) is the same with or without this evaluation.
+    """
+    from components.models.base import eval_mode
+
+    sums: dict[str, Tensor] = {}
+    n = 0
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), eval_mode(model):
+        for batch in loader:
+            batch = tuple(t.to(device, non_blocking=True) for t in batch)
+            for k, v in model(batch).items():
+                sums[k] = sums.get(k, torch.zeros((), device=device)) + v.detach().float()
+            n += 1
+    return {f"val_{k}": v for k, v in _all_reduce_means(sums, n, device).items()}
+
+
 def _all_reduce_means(sums: dict[str, Tensor], n: int, device: torch.device) -> dict[str, float]:
     keys = sorted(sums)
     vec = torch.stack([sums[k] for k in keys] + [torch.tensor(float(n), device=device)])
@@ -245,6 +266,15 @@ def train_worker(config: dict[str, Any]) -> None:
         )
 
     step = model.make_train_step(wrap=wrap, optim=optim_config(cfg, device))
+    val_loader = None
+    if config.get("val_split"):  # held-out metrics each epoch (hyperparameter search compares these)
+        val = data_tensors(spec, *load_split(config["data_root"], config["dataset"], config["val_split"]))
+        val_ds = TensorDataset(*val)
+        val_loader = DataLoader(
+            val_ds,
+            batch_size=cfg.batch_size,
+            sampler=DistributedSampler(val_ds, num_replicas=world, rank=rank, shuffle=False),
+        )
     # Weights are identical (seeded above, and DDP broadcasts rank 0's); from here on each rank draws its own
     # noise (latents, timesteps, dropout), or two workers would repeat each other's samples.
     torch.manual_seed(cfg.seed + rank)
@@ -257,6 +287,7 @@ def train_worker(config: dict[str, Any]) -> None:
     logger = _MlflowEpochLogger(config.get("tracking_uri"), config.get("run_id")) if rank == 0 else None
     if logger is not None:
         logger.backfill(state.history)  # epochs checkpointed before a crash but not yet logged
+        logger.resumed(state.epoch)
     if rank == 0 and queue is not None:
         queue.put({"event": "start", "epoch": state.epoch, "epochs": cfg.epochs, "steps": None, "pid": os.getpid()})
 
@@ -265,6 +296,9 @@ def train_worker(config: dict[str, Any]) -> None:
             queue.put_nowait({"event": "step", "epoch": epoch, "step": i})
 
     def on_epoch(s: LoopState, means: dict[str, float]) -> None:
+        if val_loader is not None:  # every rank: the means are all-reduced
+            means = {**means, **evaluate_loss(model, val_loader, device=device)}
+            s.history[-1].update(means)
         metrics = {**means, "epoch": s.epoch}
         if rank == 0:
             means = {**means, **mode_probe(model, spec, seed=cfg.seed)}  # 2-D data: modes captured so far
@@ -286,6 +320,8 @@ def train_worker(config: dict[str, Any]) -> None:
     except DivergenceError as e:
         if rank == 0 and queue is not None:
             queue.put({"event": "diverged", "message": str(e)})
+        if logger is not None:
+            logger.fail(str(e))
         return  # every rank returns: retrying a diverged run from its checkpoint would only diverge again
     if rank == 0 and queue is not None:
         queue.put({"event": "done", "epoch": state.epoch})
@@ -310,6 +346,18 @@ class _MlflowEpochLogger:
             self.client = MlflowClient(tracking_uri=tracking_uri)
             self.logged = {m.step for m in self.client.get_metric_history(run_id, "train/loss")}
 
+    def resumed(self, epoch: int) -> None:
+        """Record a start from a checkpoint (tag ``train.resumed_from``: the epochs resumed from, in order)."""
+        if not self.run_id or epoch == 0:
+            return
+        tags = self.client.get_run(self.run_id).data.tags
+        previous = tags.get("train.resumed_from")
+        self.client.set_tag(self.run_id, "train.resumed_from", f"{previous},{epoch}" if previous else str(epoch))
+
+    def fail(self, message: str) -> None:
+        if self.run_id:
+            self.client.set_tag(self.run_id, "failure", message)
+
     def backfill(self, history: list[dict[str, float]]) -> None:
         """Log checkpointed epochs that the MLflow run does not have yet (a crash between the two)."""
         for h in history:
@@ -327,6 +375,11 @@ class _MlflowEpochLogger:
 
         ts = int(time.time() * 1000)
         self.client.log_batch(
-            self.run_id, metrics=[Metric(f"train/{k}", float(v), ts, epoch) for k, v in sorted(means.items())]
+            self.run_id, metrics=[Metric(_metric_name(k), float(v), ts, epoch) for k, v in sorted(means.items())]
         )
         self.logged.add(epoch)
+
+
+def _metric_name(key: str) -> str:
+    """``loss`` -> ``train/loss``; ``val_loss`` -> ``val/loss``."""
+    return f"val/{key[4:]}" if key.startswith("val_") else f"train/{key}"
