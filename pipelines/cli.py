@@ -1,6 +1,7 @@
 """``genfoundry``: the pipeline's stages plus sampling from the registry.
 
 genfoundry prepare | features | train EXP | evaluate EXP | audit EXP | register EXP
+genfoundry tune EXP [--apply]      (hyperparameter search; not a DVC stage)
 genfoundry sample --model genfoundry-vae_mnist@champion -n 64 -o grid.png
 """
 
@@ -12,7 +13,7 @@ from typing import Any
 import typer
 
 from components.errors import GenfoundryError
-from pipelines import audit, evaluate, features, prepare, register, train
+from pipelines import audit, evaluate, features, prepare, register, train, tune
 from pipelines._common import console, stage
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -24,6 +25,11 @@ app.command("audit", help="Bias-audit one evaluated experiment (stage audit@EXP)
 app.command("register", help="Register one experiment and decide its aliases (stage register@EXP).")(
     register.main
 )
+app.command(
+    "tune",
+    help="Search one experiment's hyperparameters (params.yaml experiments.EXP.tune) with Ray Tune + ASHA; "
+    "writes reports/EXP/tune_best.json, --apply writes the best values into params.yaml.",
+)(tune.main)
 
 
 def model_uri(model: str) -> str:
