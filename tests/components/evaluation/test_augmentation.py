@@ -37,3 +37,21 @@ def test_bad_inputs_raise(digits):
         augmentation_utility((x[:20], y[:20]), (x[20:40], y[20:40]), x[40:50, :, :4], y[40:50], num_classes=10)
     with pytest.raises(ValueError, match=r"Expected generated labels in \[0, 10\)"):
         augmentation_utility((x[:20], y[:20]), (x[20:40], y[20:40]), x[40:50], y[40:50] + 10, num_classes=10)
+
+
+def test_the_hand_written_adam_step_matches_torch_optim_adam():
+    import torch
+
+    from components.evaluation.augmentation import _adam_step
+
+    torch.manual_seed(0)
+    ours = torch.randn(5, 3, requires_grad=True)
+    ref = ours.detach().clone().requires_grad_(True)
+    opt, moments = torch.optim.Adam([ref], lr=1e-2), [(torch.zeros(5, 3), torch.zeros(5, 3))]
+    for t in range(1, 21):
+        x = torch.randn(4, 5)
+        _adam_step([ours], torch.autograd.grad((x @ ours).pow(2).sum(), [ours]), moments, lr=1e-2, t=t)
+        opt.zero_grad()
+        (x @ ref).pow(2).sum().backward()
+        opt.step()
+    assert torch.allclose(ours, ref, atol=1e-6)
