@@ -1,7 +1,7 @@
 """``genfoundry``: the pipeline's stages plus sampling from the registry.
 
-genfoundry prepare | features | train EXP | evaluate EXP | audit EXP | register EXP
-genfoundry tune EXP [--apply]      (hyperparameter search; not a DVC stage)
+genfoundry prepare | features | train EXP | evaluate EXP | audit EXP | register EXP | summary EXP | report
+genfoundry leaderboard   (prints reports/leaderboard.md)
 genfoundry sample --model genfoundry-vae_mnist@champion -n 64 -o grid.png
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from components.errors import GenfoundryError
-from pipelines import audit, evaluate, features, prepare, register, train, tune
+from pipelines import audit, evaluate, features, prepare, register, report, train
 from pipelines._common import console, stage
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -25,11 +25,10 @@ app.command("audit", help="Bias-audit one evaluated experiment (stage audit@EXP)
 app.command("register", help="Register one experiment and decide its aliases (stage register@EXP).")(
     register.main
 )
-app.command(
-    "tune",
-    help="Search one experiment's hyperparameters (params.yaml experiments.EXP.tune) with Ray Tune + ASHA; "
-    "writes reports/EXP/tune_best.json, --apply writes the best values into params.yaml.",
-)(tune.main)
+app.command("summary", help="Bundle one experiment's reports for the leaderboard (stage summary@EXP).")(
+    report.summary
+)
+app.command("report", help="Write reports/leaderboard.md and .html, log them to MLflow (stage report).")(report.main)
 
 
 def model_uri(model: str) -> str:
@@ -221,6 +220,20 @@ def inpaint(
     region is re-noised to each step's level and the unknown one denoised, ``inpaint_resample`` rounds per
     step); PixelCNN can only fill ``--mask bottom`` (raster order)."""
     _fill(model, dataset, n=n, seed=seed, out=out, kind=mask, rows=None, steps=steps)
+
+@app.command()
+@stage
+def leaderboard(
+    path: Path = typer.Option(Path("reports/leaderboard.md"), help="the markdown the report stage wrote"),
+) -> None:
+    """Print the leaderboard of every experiment (reports/leaderboard.md; `dvc repro report` writes it)."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    if not path.exists():
+        raise GenfoundryError(f"Expected {path}, got no such file; run `dvc repro report` first")
+    Console().print(Markdown(path.read_text()))
+
 
 if __name__ == "__main__":
     app()

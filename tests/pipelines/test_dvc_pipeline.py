@@ -25,7 +25,7 @@ def _params(epochs_b: int = 1) -> dict:
         "family": "vae",
         "dataset": "digits",
         "model": {"latent_dim": 4, "width": 8},
-        "evaluate": {"n_samples": 300},
+        "evaluate": {"n_samples": 300, "fid_n_boot": 50, "utility_steps": 100},  # small: the wiring, not the numbers
         "audit": {"max_fd_l2": 2.0},  # L2 between distributions is at most √2: this gate always passes
         "selection": {"metric": "fid", "mode": "min"},
     }
@@ -92,6 +92,9 @@ def test_repro_runs_every_stage_and_registers_a_champion(project):
         "register@vae_a",
         "train@vae_b",
         "register@vae_b",
+        "summary@vae_a",
+        "summary@vae_b",
+        "report",
     ):
         assert f"Running stage '{stage}'" in r.stdout
     decision = json.loads((d / "reports/vae_a/registry.json").read_text())
@@ -99,6 +102,7 @@ def test_repro_runs_every_stage_and_registers_a_champion(project):
     train = json.loads((d / "reports/vae_a/train.json").read_text())
     assert train["epochs"] == 2 and train["num_workers"] == 2
     assert (d / "reports/vae_a/eval/samples.png").exists()
+    _check_evaluation_and_leaderboard(d, env)
     assert (d / "mlflow.db").exists()
 
     again = _run([str(BIN / "dvc"), "repro"], d, env)
@@ -109,6 +113,25 @@ def test_repro_runs_every_stage_and_registers_a_champion(project):
     assert "fid" in metrics.stdout and "fd_l2" in metrics.stdout
     plots = _run([str(BIN / "dvc"), "plots", "show", "--json"], d, env)
     assert "train_history.csv" in plots.stdout
+
+
+def _check_evaluation_and_leaderboard(d, env):
+    from mlflow.tracking import MlflowClient
+
+    ev = json.loads((d / "reports/vae_a/eval.json").read_text())
+    assert ev["fid_ci95"][0] <= ev["fid"] <= ev["fid_ci95"][1] and len(ev["fid_floor_train_vs_test_ci95"]) == 2
+    assert {"c_t", "authenticity", "nn_ratio_memorized"} <= set(ev["memorization"])
+    assert {"acc_real", "acc_real_plus_generated", "delta"} <= set(ev["augmentation"])
+    board = (d / "reports/leaderboard.md").read_text()
+    assert "| vae_a | vae | digits | fid (min) = " in board and "| vae_b | vae | " in board
+    assert "champion (v" in board and "![vae_a samples](vae_a/eval/samples.png)" in board
+    assert "| vae_a | vae | digits | test_nelbo_bits_per_dim |" in board  # the likelihood table
+    assert (d / "reports/leaderboard.html").read_text().count('<img src="data:image/png;base64,') == 2
+    c = MlflowClient(tracking_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{d / 'mlflow.db'}")
+    exp = c.get_experiment_by_name("genfoundry")
+    (run,) = c.search_runs([exp.experiment_id], "tags.`genfoundry.leaderboard` = 'true'")
+    assert run.info.run_name == "leaderboard" and run.info.status == "FINISHED"
+    assert {a.path for a in c.list_artifacts(run.info.run_id)} == {"leaderboard.md", "leaderboard.html"}
 
 
 def test_changing_one_experiment_reruns_only_its_stages(project):
