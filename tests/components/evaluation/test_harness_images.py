@@ -1,6 +1,7 @@
 """``harness.evaluate_images`` end to end on digits with a "model" that replays given images: a planted copy
 of the training set is flagged as memorized, held-out images are not, and eval.json carries the FID
-interval, the memorization report and the data-augmentation utility."""
+interval, the memorization report and the data-augmentation utility. For 2-D mixtures the protocol card
+names the published testbed (grid25) the leaderboard compares with."""
 
 import json
 
@@ -78,3 +79,19 @@ def test_held_out_images_are_not_flagged(setup):
     assert abs(mem["c_t"]) < 3  # held-out images behave like the test split
     assert mem["nn_train_median"] == pytest.approx(mem["test_nn_train_median"], rel=0.25)
     assert np.isfinite(mem["c_t"])
+
+
+def test_points_protocol_names_the_published_mixture():
+    from components.data.mixtures import mixture
+    from components.data.spec import DataSpec
+    from components.evaluation.harness import evaluate_points
+
+    grid = mixture("grid25")
+    x, y = grid.sample(500, seed=0)
+    extras = {"means": grid.means.tolist(), "sigma": grid.sigma}
+    spec = DataSpec(name="my_grid", kind="points", shape=(2,), class_names=tuple(map(str, range(25))), extras=extras)
+    m = evaluate_points(Replay(spec, x), spec, train=(x, y), cfg=EvaluateConfig(n_samples=500)).metrics
+    assert m["protocol"]["mixture"] == "grid25" and m["protocol"]["num_modes"] == 25 and m["modes_captured"] == 25
+    custom = DataSpec(name="c", kind="points", shape=(2,), extras={"means": [[0.0, 0.0], [9.0, 9.0]], "sigma": 0.05})
+    m = evaluate_points(Replay(custom, x), custom, train=(x, y), cfg=EvaluateConfig(n_samples=50)).metrics
+    assert m["protocol"]["mixture"] is None and m["protocol"]["num_modes"] == 2
