@@ -80,7 +80,9 @@ def test_tune_runs_asha_trials_logs_child_runs_and_writes_the_best_config(ray_se
         val[r.info.run_id] = (float(r.data.params["tune.train.lr"]), history)
     # one worker, same seed and params: bit-identical metrics (two trials ran lr = 0.001 side by side)
     twins = [h for lr, h in val.values() if lr == 0.001]
-    assert len(twins) == 2 and twins[0][1] == twins[1][1]
+    assert len(twins) == 2
+    both = sorted(set(twins[0]) & set(twins[1]))  # ASHA may have stopped one of them after epoch 1
+    assert both[0] == 1 and all(twins[0][e] == twins[1][e] for e in both)
 
     # --apply-only writes the best values into params.yaml; comments stay, the file still parses
     main("vae_digits", apply=False, apply_only=True)

@@ -1,0 +1,216 @@
+"""Failure drills on a tiny copy of the project (digits; one small VAE trained on 1 Ray worker, 8 epochs).
+
+1. ``dvc repro train@vae_d``, and SIGKILL the stage's driver (``python -m pipelines.train vae_d``, what
+   ``genfoundry train vae_d`` runs) after its first checkpoint: the repro fails, dvc.lock records nothing.
+2. ``dvc repro train@vae_d`` again: the stage resumes from the last Ray checkpoint (same
+   ``RunConfig(name, storage_path)``), not from scratch; after one more checkpoint, SIGINT reaches dvc's
+   process group (what Ctrl-C does) and interrupts it.
+3. ``dvc repro train@vae_d`` resumes once more and finishes: ``dvc status`` has nothing to do for the stage,
+   dvc.lock, the model and reports/vae_d/train.json agree on 8 epochs, and the one MLflow run has every epoch
+   exactly once, with the two resumes recorded in its tag ``train.resumed_from``.
+
+The drills repro the train stage and its upstream (``prepare``), not evaluate/audit/register: those stages
+have nothing to resume, and their interruption is DVC's ordinary stage-failure path (tested in
+test_dvc_pipeline.py with a diverged run).
+"""
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+BIN = Path(sys.executable).parent
+EPOCHS = 8
+STAGE = "train@vae_d"
+
+
+def _params() -> dict:
+    """The project's params.yaml (so every section dvc.yaml tracks exists), cut down to one tiny experiment."""
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["prepare"]["datasets"] = {"digits": {"source": "digits"}}
+    p["ray"] = {"storage_path": "ray_results"}
+    p["mlflow"] = {"experiment": "drill", "model_prefix": "drill"}
+    p["experiments"] = {
+        "vae_d": {
+            "family": "vae",
+            "dataset": "digits",
+            "model": {"latent_dim": 4, "width": 8},
+            # batch 16: ~80 steps an epoch, so an epoch lasts long enough to interrupt the run between two
+            "train": {"epochs": EPOCHS, "batch_size": 16, "lr": 0.003, "num_workers": 1, "max_failures": 0},
+        }
+    }
+    return p
+
+
+def _run(args, cwd, env, check=True):
+    r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{args} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    d = tmp_path_factory.mktemp("drill")
+    for name in ("components", "pipelines"):
+        shutil.copytree(ROOT / name, d / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
+    shutil.copytree(ROOT / "data" / "raw", d / "data" / "raw")
+    (d / "params.yaml").write_text(yaml.safe_dump(_params()))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST", "MLFLOW_TRACKING_URI", "RAY_ADDRESS", "RAY_TRAIN_"))
+    }
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(d)
+    for args in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "t@t"],
+        ["git", "config", "user.name", "t"],
+        [str(BIN / "dvc"), "init", "-q"],
+        [str(BIN / "dvc"), "config", "core.analytics", "false"],
+    ):
+        _run(args, d, env)
+    _run(["git", "add", "-A"], d, env)
+    _run(["git", "commit", "-qm", "init"], d, env)
+    return d, env
+
+
+class _Repro:
+    """``dvc repro STAGE`` in its own session (process group), its output in a log file."""
+
+    def __init__(self, d: Path, env: dict, name: str):
+        self.log = d / f"{name}.log"
+        self.proc = subprocess.Popen(
+            [str(BIN / "dvc"), "repro", STAGE],
+            cwd=d,
+            env=env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.seen: set[int] = set()
+
+    def wait_for(self, what: str, cond, timeout: float = 300) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self._remember_children()
+            if cond():
+                return
+            if self.proc.poll() is not None:
+                rc = self.proc.returncode
+                raise AssertionError(f"dvc repro ended ({rc}) before {what}:\n{self.output()[-3000:]}")
+            time.sleep(0.1)
+        raise AssertionError(f"Expected {what} within {timeout}s:\n{self.output()[-3000:]}")
+
+    def _remember_children(self) -> None:
+        try:
+            self.seen |= {p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)}
+        except psutil.NoSuchProcess:
+            pass
+
+    def train_driver(self) -> psutil.Process:
+        for p in psutil.Process(self.proc.pid).children(recursive=True):
+            try:
+                if "pipelines.train" in " ".join(p.cmdline()):
+                    return p
+            except psutil.Error:
+                continue
+        raise AssertionError("no `python -m pipelines.train` process under dvc repro")
+
+    def finish(self, timeout: float = 120) -> int:
+        """Wait for dvc to exit, then end what is left of the processes it started (Ray's, if any)."""
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        finally:
+            time.sleep(1)
+            for pid in self.seen:
+                try:
+                    psutil.Process(pid).kill()
+                except psutil.NoSuchProcess:
+                    pass
+        return rc
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+def _checkpoints(d: Path) -> set[str]:
+    return {p.name for p in d.glob("ray_results/vae_d-*/checkpoint_*")}
+
+
+def _lock_has_stage(d: Path) -> bool:
+    lock = d / "dvc.lock"
+    return lock.exists() and STAGE in (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+
+
+def _resumed_from(d: Path) -> str | None:
+    """The MLflow run's ``train.resumed_from`` tag, read straight from the sqlite store (cheap to poll)."""
+    db = d / "mlflow.db"
+    if not db.exists():
+        return None
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+        try:
+            row = con.execute("SELECT value FROM tags WHERE key = 'train.resumed_from'").fetchone()
+        except sqlite3.OperationalError:  # tables not created yet
+            return None
+    return row[0] if row else None
+
+
+def test_sigkill_of_the_train_driver_fails_the_repro_and_records_nothing(project):
+    d, env = project
+    repro = _Repro(d, env, "repro1")
+    repro.wait_for("the first checkpoint", lambda: _checkpoints(d))
+    repro.train_driver().kill()  # SIGKILL: no cleanup, no atexit, no Ray shutdown
+    rc = repro.finish()
+    assert rc != 0, repro.output()
+    assert "Running stage 'train@vae_d'" in repro.output()
+    assert not _lock_has_stage(d)
+    assert not (d / "models" / "vae_d").exists()
+
+
+def test_a_rerun_resumes_from_the_checkpoint_and_ctrl_c_interrupts_it(project):
+    d, env = project
+    before = _checkpoints(d)
+    assert before, "the first drill left no checkpoint"
+    repro = _Repro(d, env, "repro2")
+    repro.wait_for("a resume and one more checkpoint", lambda: _resumed_from(d) and _checkpoints(d) - before)
+    os.killpg(repro.proc.pid, signal.SIGINT)  # Ctrl-C: dvc and its stage both get SIGINT
+    rc = repro.finish()
+    assert rc != 0, repro.output()
+    assert int(_resumed_from(d)) >= 1  # resumed, not restarted from epoch 0
+    assert not _lock_has_stage(d)
+
+
+def test_the_next_repro_resumes_again_and_leaves_a_consistent_workspace(project):
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    d, env = project
+    _run([str(BIN / "dvc"), "repro", STAGE], d, env)
+    status = _run([str(BIN / "dvc"), "status", STAGE], d, env)
+    assert "up to date" in status.stdout, status.stdout
+    assert _lock_has_stage(d)
+    lock = yaml.safe_load((d / "dvc.lock").read_text())["stages"][STAGE]
+    assert lock["params"]["params.yaml"]["experiments.vae_d.train"]["epochs"] == EPOCHS
+    assert json.loads((d / "reports/vae_d/train.json").read_text())["epochs"] == EPOCHS
+    assert json.loads((d / "models/vae_d/config.json").read_text())["epochs"] == EPOCHS
+
+    c = MlflowClient(tracking_uri=f"sqlite:///{d / 'mlflow.db'}")
+    (run,) = c.search_runs([c.get_experiment_by_name("drill").experiment_id], "tags.`genfoundry.experiment` = 'vae_d'")
+    assert run.info.status == "FINISHED"
+    assert sorted(m.step for m in c.get_metric_history(run.info.run_id, "train/loss")) == list(range(1, EPOCHS + 1))
+    resumes = [int(e) for e in run.data.tags["train.resumed_from"].split(",")]
+    assert len(resumes) == 2 and 1 <= resumes[0] <= resumes[1] < EPOCHS
