@@ -10,6 +10,7 @@ from components.io import atomic_path, write_json
 from pipelines._common import DATA, FEATURES, REPORTS, console, params, stage
 
 app = typer.Typer(add_completion=False)
+NO_CLASSIFIER = "no_classifier.json"  # written instead of meta.json + weights for datasets without a classifier
 
 
 @app.command()
@@ -23,6 +24,9 @@ def main() -> None:
         for name in p.prepare.datasets:
             spec = load_spec(DATA, name)
             if spec.kind != "image" or spec.num_classes < 2:
+                # every dataset gets its folder, so that a stage can depend on data/features/<dataset> alone
+                reason = "not images" if spec.kind != "image" else "fewer than 2 classes"
+                write_json(tmp / name / NO_CLASSIFIER, {"dataset": name, "classifier": None, "reason": reason})
                 continue
             model, acc = train_classifier(
                 load_split(DATA, name, "train"),
