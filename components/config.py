@@ -204,12 +204,25 @@ class RayConfig(Strict):
     num_cpus: PositiveInt | None = Field(None, description="CPUs of the local Ray instance (None: all)")
 
 
+class RetrainConfig(Strict):
+    """``genfoundry retrain``: what it watches, where it logs, and whether training starts from the champion."""
+
+    watch: list[str] = Field(
+        default_factory=lambda: ["data/raw"], description="files or folders whose new/changed/removed files it reports"
+    )
+    warm_start: bool = Field(
+        False, description="train stages start from the registered champion's weights when the architecture matches"
+    )
+    log: str = Field("logs/retrain.jsonl", description="one JSON record per run is appended here (not a DVC output)")
+
+
 class Params(Strict):
     prepare: PrepareConfig
     features: FeaturesConfig = FeaturesConfig()
     experiments: dict[str, ExperimentConfig]
     mlflow: MlflowConfig = MlflowConfig()
     ray: RayConfig = RayConfig()
+    retrain: RetrainConfig = RetrainConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:

@@ -2,6 +2,7 @@
 
 genfoundry prepare | features | train EXP | evaluate EXP | audit EXP | register EXP | summary EXP | report
 genfoundry leaderboard   (prints reports/leaderboard.md)
+genfoundry retrain   (scheduled: locked, change-detecting dvc repro; exit 0 ok, 1 failed, 2 config, 75 locked)
 genfoundry sample --model genfoundry-vae_mnist@champion -n 64 -o grid.png
 """
 
@@ -13,7 +14,7 @@ from typing import Any
 import typer
 
 from components.errors import GenfoundryError
-from pipelines import audit, evaluate, features, prepare, register, report, train
+from pipelines import audit, evaluate, features, prepare, register, report, retrain, train
 from pipelines._common import console, stage
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -29,6 +30,7 @@ app.command("summary", help="Bundle one experiment's reports for the leaderboard
     report.summary
 )
 app.command("report", help="Write reports/leaderboard.md and .html, log them to MLflow (stage report).")(report.main)
+app.command("retrain", help=retrain.HELP)(retrain.main)
 
 
 def model_uri(model: str) -> str:

@@ -15,12 +15,14 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from components.config import ExperimentConfig, Params
 from components.data import load_manifest
 from components.errors import DivergenceError
 from components.io import write_json, write_text
 from components.models.store import save_trained
 from components.tracking import runs
 from components.training.driver import TrainJob, storage_path, train
+from components.training.warm_start import WarmStart
 from pipelines._common import DATA, EXPERIMENT, MODELS, REPORTS, console, params, params_hash, stage
 
 app = typer.Typer(add_completion=False)
@@ -33,16 +35,18 @@ def main(experiment: str = EXPERIMENT) -> None:
     exp = p.experiment(experiment)
     root = Path.cwd()
     manifest = load_manifest(DATA, exp.dataset)
+    c = runs.client(root)
+    warm = _warm_start(p, experiment, exp) if p.retrain.warm_start else None
     shaping = {
         "family": exp.family,
         "model": exp.model,
         "train": exp.train.model_dump(),
         "data": manifest["sha256"],
+        **({"init": warm.weights_sha256} if warm and warm.weights else {}),  # a resume keeps its own init
     }
     key_hash = params_hash(shaping)
     run_key = f"{experiment}-{key_hash}"
 
-    c = runs.client(root)
     exp_id = runs.ensure_experiment(c, p.mlflow.experiment, root)
     run_id = runs.find_or_create_run(
         c,
@@ -56,6 +60,7 @@ def main(experiment: str = EXPERIMENT) -> None:
             "git_commit": runs.git_commit(root),
             "params_hash": key_hash,
             "data_sha256": manifest["sha256"],
+            **({"warm_start": warm.source if warm.weights else f"no: {warm.reason}"} if warm else {}),
         },
     )
     runs.log_params(
@@ -74,6 +79,7 @@ def main(experiment: str = EXPERIMENT) -> None:
         storage_path=storage_path(p.ray.storage_path, root),
         tracking_uri=c.tracking_uri,
         run_id=run_id,
+        init_weights=warm.weights if warm else None,
     )
     t0 = time.time()
     try:
@@ -98,6 +104,7 @@ def main(experiment: str = EXPERIMENT) -> None:
             "data_sha256": manifest["sha256"],
             "epochs": state.epoch,
             "num_workers": exp.train.num_workers,
+            **({"warm_start": warm.to_dict()} if warm else {}),
         },
     )
     final = {k: v for k, v in state.history[-1].items() if k != "epoch"} if state.history else {}
@@ -118,6 +125,21 @@ def main(experiment: str = EXPERIMENT) -> None:
         f"trained [bold]{experiment}[/] ({exp.family} on {exp.dataset}): {state.epoch} epochs in "
         f"{wall:.0f}s on {max(exp.train.num_workers, 1)} worker(s); loss {final.get('loss', float('nan')):.4g}"
     )
+
+
+def _warm_start(p: Params, experiment: str, exp: ExperimentConfig) -> WarmStart:
+    """``retrain.warm_start``: the champion's weights when its architecture matches (else the reason why not)."""
+    from components.data import load_spec
+    from components.tracking.registry import model_name
+    from components.training.warm_start import champion_weights
+
+    name = model_name(p.mlflow.model_prefix, experiment)
+    try:
+        warm = champion_weights(name, family=exp.family, model=exp.model, spec=load_spec(DATA, exp.dataset))
+    except Exception as e:  # MlflowException, an unreachable server: train, but say why not warm
+        warm = WarmStart(None, None, None, f"cannot read the champion of {name} ({str(e).splitlines()[0]})")
+    console.print(f"warm start [bold]{experiment}[/]: {warm.reason}", soft_wrap=True)
+    return warm
 
 
 def _csv(history: list[dict[str, float]]) -> str:

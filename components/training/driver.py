@@ -42,6 +42,7 @@ class TrainJob:
     storage_path: str
     tracking_uri: str | None = None
     run_id: str | None = None
+    init_weights: bytes | None = None  # warm start: safetensors bytes (components.training.warm_start)
 
 
 def init_ray(*, num_cpus: int | None = None, dashboard: bool = False) -> None:
@@ -112,6 +113,10 @@ def train(job: TrainJob, *, on_event: EventSink | None = None) -> tuple[Generati
     spec = load_spec(job.data_root, job.dataset)
     if job.train.num_workers == 0:
         model = build_model(job.family, job.model, spec)
+        if job.init_weights is not None:
+            from components.training.warm_start import load_weights
+
+            load_weights(model, job.init_weights)
         from components.data import load_split
 
         state = LoopState()
@@ -190,6 +195,7 @@ def worker_config(job: TrainJob, *, queue: Any = None, val_split: str | None = N
         "run_id": job.run_id,
         "queue": queue,
         "threads_per_worker": job.train.cpus_per_worker,
+        "init_weights": job.init_weights,
         "val_split": val_split,
     }
 

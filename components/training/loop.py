@@ -257,6 +257,10 @@ def train_worker(config: dict[str, Any]) -> None:
     spec = load_spec(config["data_root"], config["dataset"])
     data = data_tensors(spec, *load_split(config["data_root"], config["dataset"], "train"))
     model = build_model(config["family"], config["model"], spec).to(device)
+    if config.get("init_weights") is not None:  # warm start (a checkpoint, when resuming, still wins below)
+        from components.training.warm_start import load_weights
+
+        load_weights(model, config["init_weights"])
 
     def wrap(m: nn.Module) -> nn.Module:
         if world == 1:

@@ -1,8 +1,11 @@
-"""A real ``dvc repro`` of the whole DAG on a tiny copy of the project (digits, two small VAE experiments).
+"""A real ``dvc repro`` of the whole DAG on a tiny copy of the project, against the real MLflow server.
 
-Checks: every stage runs (training on 2 Ray workers), a champion is registered, a second repro is a no-op,
-changing one experiment's param reruns only its stages, ``dvc metrics show`` / ``dvc plots show`` work, and
-a bad param stops the pipeline with one line.
+Two small VAE experiments: ``vae_a`` on scikit-learn's digits (2 Ray workers), ``vae_b`` on a user
+``imagefolder`` of digit PNGs under ``data/raw/user`` (the folder ``genfoundry retrain`` watches).
+Checks: every stage runs, a champion is registered, a second repro is a no-op, changing one experiment's
+param reruns only its stages, ``dvc metrics show`` / ``dvc plots show`` work, ``genfoundry retrain``
+retrains on new data (new version, the gate's decision, a log record), does nothing when nothing changed
+and exits 75 while another retrain holds the lock, and a bad param stops the pipeline with one line.
 """
 
 import json
@@ -12,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -23,7 +27,6 @@ BIN = Path(sys.executable).parent
 def _params(epochs_b: int = 1) -> dict:
     exp = {
         "family": "vae",
-        "dataset": "digits",
         "model": {"latent_dim": 4, "width": 8},
         "evaluate": {"n_samples": 300, "fid_n_boot": 50, "utility_steps": 100},  # small: the wiring, not the numbers
         "audit": {"max_fd_l2": 2.0},  # L2 between distributions is at most √2: this gate always passes
@@ -33,16 +36,38 @@ def _params(epochs_b: int = 1) -> dict:
         "prepare": {
             "seed": 0,
             "split": {"val": 0.1, "test": 0.2},
-            "datasets": {"digits": {"source": "digits"}},
+            "datasets": {
+                "digits": {"source": "digits"},
+                "user": {"source": "imagefolder", "path": "data/raw/user"},
+            },
         },
         "features": {"epochs": 2},
         "mlflow": {"experiment": "genfoundry", "model_prefix": "gf"},  # dvc.yaml tracks these sections
         "ray": {"storage_path": "ray_results"},
+        "retrain": {"watch": ["data/raw"], "warm_start": True},  # dvc.yaml: train stages read warm_start
         "experiments": {
-            "vae_a": {**exp, "train": {"epochs": 2, "batch_size": 64, "lr": 0.003, "num_workers": 2}},
-            "vae_b": {**exp, "train": {"epochs": epochs_b, "batch_size": 64, "lr": 0.003, "num_workers": 0}},
+            "vae_a": {**exp, "dataset": "digits",
+                      "train": {"epochs": 2, "batch_size": 64, "lr": 0.003, "num_workers": 2}},
+            "vae_b": {**exp, "dataset": "user",
+                      "train": {"epochs": epochs_b, "batch_size": 64, "lr": 0.003, "num_workers": 0}},
         },
     }
+
+
+def _write_user_digits(folder: Path, per_class: slice) -> list[Path]:
+    """scikit-learn digits as 8×8 PNGs in one sub-folder per class (``per_class`` picks which of each class)."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    written = []
+    for c in range(10):
+        (folder / str(c)).mkdir(parents=True, exist_ok=True)
+        for i in np.flatnonzero(d.target == c)[per_class]:
+            f = folder / str(c) / f"{i:04d}.png"
+            Image.fromarray((d.images[i] * 255 / 16).round().astype(np.uint8), mode="L").save(f)
+            written.append(f)
+    return written
 
 
 def _run(args, cwd, env, check=True):
@@ -53,13 +78,15 @@ def _run(args, cwd, env, check=True):
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(tmp_path_factory, mlflow_server):
     d = tmp_path_factory.mktemp("project")
     for name in ("components", "pipelines"):
         shutil.copytree(ROOT / name, d / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
     shutil.copytree(ROOT / "data" / "raw", d / "data" / "raw")
+    _write_user_digits(d / "data" / "raw" / "user", slice(0, 60))  # 600 images; more arrive later
     (d / "params.yaml").write_text(yaml.safe_dump(_params()))
+    (d / ".gitignore").write_text("/logs/\n/.genfoundry/\n")
     env = {
         k: v
         for k, v in os.environ.items()
@@ -67,6 +94,7 @@ def project(tmp_path_factory):
     }
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(d)  # the stages import this copy
+    env["MLFLOW_TRACKING_URI"] = mlflow_server
     for args in (
         ["git", "init", "-q"],
         ["git", "config", "user.email", "t@t"],
@@ -103,7 +131,7 @@ def test_repro_runs_every_stage_and_registers_a_champion(project):
     assert train["epochs"] == 2 and train["num_workers"] == 2
     assert (d / "reports/vae_a/eval/samples.png").exists()
     _check_evaluation_and_leaderboard(d, env)
-    assert (d / "mlflow.db").exists()
+    assert (d / "reports/vae_b/audit.md").read_text().startswith("# Audit: vae_b")
 
     again = _run([str(BIN / "dvc"), "repro"], d, env)
     assert "Running stage" not in again.stdout
@@ -144,6 +172,84 @@ def test_changing_one_experiment_reruns_only_its_stages(project):
     assert "Running stage 'prepare'" not in r.stdout
 
 
+def _retrain(d, env, *, cli: bool = False):
+    """``genfoundry retrain`` (``cli``), or the same command without importing every other stage's module."""
+    args = [str(BIN / "genfoundry"), "retrain"] if cli else [sys.executable, "-m", "pipelines.retrain"]
+    return _run(args, d, env, check=False)
+
+
+def _records(d) -> list[dict]:
+    return [json.loads(line) for line in (d / "logs" / "retrain.jsonl").read_text().splitlines()]
+
+
+def test_retrain_on_new_data_registers_a_version_and_records_the_decision(project):
+    import mlflow.artifacts
+    from mlflow.tracking import MlflowClient
+
+    d, env = project
+    c = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    r = _retrain(d, env)  # everything is up to date: the first run only records the watched files
+    assert r.returncode == 0, r.stderr
+    assert "nothing to do" in r.stderr and "Running stage" not in r.stdout
+    assert _records(d)[-1]["outcome"] == "nothing_to_do"
+    versions_before = {v.version for v in c.search_model_versions("name = 'gf-vae_b'")}
+
+    new = _write_user_digits(d / "data" / "raw" / "user", slice(60, 63))  # 30 new images
+    r = _retrain(d, env, cli=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "Running stage 'prepare'" in r.stdout and "Running stage 'register@vae_b'" in r.stdout  # streamed
+    record = _records(d)[-1]
+    assert record["outcome"] == "retrained" and record["exit_code"] == 0
+    assert record["changes"]["files"]["added"] == sorted(str(f.relative_to(d)) for f in new)
+    assert "prepare" in record["changes"]["stages"]
+    assert "train@vae_b" in record["stages_run"] and "train@vae_a" not in record["stages_run"]
+    assert "evaluate@vae_a" not in record["stages_run"]  # it depends on its own dataset's classifier only
+    outcome = record["experiments"]["vae_b"]
+    decision = json.loads((d / "reports/vae_b/registry.json").read_text())
+    assert outcome["new_version"] and outcome["version"] not in versions_before
+    assert outcome["version"] == decision["version"] and outcome["reason"] == decision["reason"]
+    assert outcome["decision"] == ("promoted" if decision["promoted"] else "kept")
+    assert outcome["champion_before"] in versions_before and outcome["metric"] == "fid"
+    assert isinstance(outcome["value_old"], float) and isinstance(outcome["value_new"], float)
+    assert outcome["champion_after"] == (outcome["version"] if decision["promoted"] else outcome["champion_before"])
+    assert f"vae_b v{outcome['version']} (new): {outcome['decision']}" in r.stderr
+    warm = json.loads((d / "models/vae_b/config.json").read_text())["warm_start"]  # retrain.warm_start: true
+    assert warm["source"] == f"gf-vae_b/{outcome['champion_before']}" and len(warm["weights_sha256"]) == 64
+    assert f"warm start vae_b: initialised from champion gf-vae_b/{outcome['champion_before']}" in r.stdout
+
+    exp = c.get_experiment_by_name("genfoundry-retrain")
+    run = c.get_run(record["mlflow_run_id"])
+    assert run.info.experiment_id == exp.experiment_id and run.data.tags["outcome"] == "retrained"
+    assert run.data.tags["decision.vae_b"].startswith(outcome["decision"])
+    local = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="retrain_record.json", dst_path=str(d / "logs"),
+        tracking_uri=env["MLFLOW_TRACKING_URI"],
+    )
+    logged = json.loads(Path(local).read_text())
+    assert logged["experiments"]["vae_b"]["version"] == outcome["version"]
+
+    r = _retrain(d, env)  # nothing new: nothing runs, no new version
+    assert r.returncode == 0 and "Running stage" not in r.stdout
+    assert _records(d)[-1]["outcome"] == "nothing_to_do" and _records(d)[-1]["changes"]["files"] == {
+        "added": [], "changed": [], "removed": []
+    }
+    assert len(c.search_model_versions("name = 'gf-vae_b'")) == len(versions_before) + 1
+
+
+def test_retrain_exits_75_while_another_retrain_holds_the_lock(project):
+    import fcntl
+
+    d, env = project
+    n = len(_records(d))
+    with open(d / ".genfoundry" / "retrain.lock", "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        r = _retrain(d, env)
+    assert r.returncode == 75
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("retrain: another retrain is running"), r.stderr
+    assert len(_records(d)) == n  # it wrote nothing
+
+
 def test_a_diverged_run_fails_loudly_and_is_never_registered(project):
     from mlflow.tracking import MlflowClient
 
@@ -151,7 +257,7 @@ def test_a_diverged_run_fails_loudly_and_is_never_registered(project):
     diverging = _params(epochs_b=2)
     diverging["experiments"]["vae_b"]["train"]["max_loss"] = 1.0  # any real loss "explodes"
     (d / "params.yaml").write_text(yaml.safe_dump(diverging))
-    c = MlflowClient(tracking_uri=f"sqlite:///{d / 'mlflow.db'}")
+    c = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
     versions_before = len(c.search_model_versions("name = 'gf-vae_b'"))
     r = _run([str(BIN / "dvc"), "repro"], d, env, check=False)
     assert r.returncode != 0

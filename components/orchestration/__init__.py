@@ -1,0 +1,1 @@
+"""Orchestration around the DVC pipeline: scheduled retraining (lock, change detection, record)."""
