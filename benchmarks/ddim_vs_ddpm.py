@@ -9,10 +9,11 @@ loop without Ray); ``--save-model DIR`` keeps the result for later runs.
 Protocol (benchmarks.md §3): FID = ``components.evaluation.harness.fid_kid`` (torchmetrics
 ``FrechetInceptionDistance(feature=<domain classifier>)``) of ``--n`` samples per sampler against the test
 split, all samplers from the same seed; the real-vs-real floor (a train subset vs test) is reported beside
-it, and a 95% percentile-bootstrap interval (resampling generated and real features; FID's small-N bias
-shifts it upwards) next to every FID. Samples/s is wall-clock sampling throughput on ``--device`` after one
-warm-up batch; the process CPU time is recorded too, and on a shared CPU (other jobs running) the speed-up
-by CPU time with ``--threads 1`` is the trustworthy one. The domain classifier is
+it, and a 95% centred bootstrap interval (resampling generated and real features; the spread of the
+resampled FIDs around the estimate, as the evaluate stage reports it: resampling with replacement inflates
+FID, so a percentile interval can miss the estimate) next to every FID. Samples/s is wall-clock sampling
+throughput on ``--device`` after one warm-up batch; the process CPU time is recorded too, and on a shared
+CPU (other jobs running) the speed-up by CPU time with ``--threads 1`` is the trustworthy one. The domain classifier is
 ``--features DIR`` (the features stage's output, default ``data/features/<dataset>``); if that does not
 exist, one is trained here with the features stage's recipe (``train_classifier``) and its test accuracy
 recorded. The data are the prepared splits in ``data/prepared/<dataset>`` if present, else the source is
@@ -169,7 +170,7 @@ def main() -> None:
         fake, seconds, cpu_seconds = timed_samples(model, args.n, batch=args.sample_batch, seed=args.seed, options=r)
         fid = fid_kid(extractor, real, fake, seed=args.seed)
         f_fake = classifier.features(fake)
-        ci = bootstrap_ci(frechet_distance, f_real, f_fake, n_boot=args.n_boot, seed=args.seed)
+        ci = bootstrap_ci(frechet_distance, f_real, f_fake, n_boot=args.n_boot, seed=args.seed, method="centred")
         row = {
             **r,
             "n": args.n,
