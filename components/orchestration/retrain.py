@@ -149,7 +149,11 @@ class ReproResult:
 
     @property
     def error(self) -> str:
-        return _last_error("\n".join(self.tail))
+        """DVC's failure line (which stage) and the stage's own one-line error (why), when both are there."""
+        lines = [ln.strip() for ln in self.tail if ln.strip()]
+        dvc = next((ln for ln in reversed(lines) if ln.startswith("ERROR")), None)
+        stage = next((ln for ln in reversed(lines) if ln.startswith("error:")), None)
+        return " — ".join(x for x in (dvc, stage) if x) or _last_error("\n".join(self.tail))
 
 
 def run_repro(root: Path, on_line: LineSink, dvc: str | None = None) -> ReproResult:

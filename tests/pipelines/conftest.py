@@ -58,7 +58,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
     )
     uri = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{uri}/health")
+        wait_http(f"{uri}/health", timeout=240)  # a loaded 2-core machine takes over 90 s to start it
         yield uri
     finally:
         os.killpg(proc.pid, 15)

@@ -259,10 +259,13 @@ def test_a_diverged_run_fails_loudly_and_is_never_registered(project):
     (d / "params.yaml").write_text(yaml.safe_dump(diverging))
     c = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
     versions_before = len(c.search_model_versions("name = 'gf-vae_b'"))
-    r = _run([str(BIN / "dvc"), "repro"], d, env, check=False)
-    assert r.returncode != 0
+    r = _retrain(d, env)  # dvc repro under `genfoundry retrain`: a failed stage is exit code 1 and a record
+    assert r.returncode == 1
     assert "error: training diverged at epoch 1: mean loss" in r.stderr + r.stdout
     assert "Running stage 'register@vae_b'" not in r.stdout
+    record = _records(d)[-1]
+    assert record["outcome"] == "failed" and record["exit_code"] == 1
+    assert "'train@vae_b'" in record["error"] and "error: training diverged at epoch 1" in record["error"]
     assert len(c.search_model_versions("name = 'gf-vae_b'")) == versions_before
     exp = c.get_experiment_by_name("genfoundry")
     failed = c.search_runs([exp.experiment_id], "attributes.status = 'FAILED'")
@@ -281,3 +284,7 @@ def test_a_bad_param_stops_the_stage_with_one_line(project):
     assert lines == [
         "error: params.yaml: 'experiments.vae_a.train.lr' = -1: expected input should be greater than 0"
     ]
+    n = len(_records(d))
+    r = _retrain(d, env)  # the scheduler's view: exit code 2, the same line, nothing run or recorded
+    assert r.returncode == 2 and [ln for ln in r.stderr.splitlines() if ln.strip()] == lines
+    assert len(_records(d)) == n
