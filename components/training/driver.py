@@ -57,6 +57,8 @@ def init_ray(*, num_cpus: int | None = None, dashboard: bool = False) -> None:
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    # the raylet waits this long for its (Python) agent to start: Ray's 30 s is too short on 2 busy cores
+    os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")
     # "local" always starts a fresh instance: a bare ray.init() would join any `ray start` cluster on this machine
     address = os.environ.get("RAY_ADDRESS") or "local"
     local = address == "local"

@@ -1,26 +1,29 @@
-"""Real Ray Train runs (2 CPU workers, gloo): training, resume from checkpoint, divergence, and the failure
-drill: SIGKILL a worker mid-run; the run restarts from its last checkpoint and finishes, and the MLflow run has
-every epoch exactly once."""
+"""Real Ray Train runs (gloo on CPU) in the package's one Ray instance: two workers train reproducibly (two runs
+side by side), divergence fails without retries, and the failure drill: SIGKILL a worker mid-run; the run restarts
+from its last checkpoint and finishes, and the MLflow run has every epoch exactly once. (A rerun of a stopped run
+with the same ``RunConfig(name, storage_path)`` resuming from its checkpoint: tests/pipelines/test_drills.py, end
+to end, with the train stage's driver SIGKILLed and dvc repro interrupted.)
 
+Reproducibility (same seed, same params): one worker gives bit-identical metrics (``test_tune.py`` compares two
+trials of one configuration); with two workers every per-epoch mean must agree to ``TWO_WORKER_RTOL``. Gloo's
+all-reduce over two ranks adds the same two numbers in the same order, so in practice they agree exactly too; the
+tolerance is what the test promises. (A run resumed from a checkpoint reseeds its noise, so it is not
+bit-identical to an uninterrupted one: compare resumed runs by their metrics' trend, not their digits.)
+"""
+
+import math
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import torch
 
 from components.config import TrainConfig
 from components.errors import DivergenceError
 from components.tracking import runs
-from components.training.driver import TrainJob, init_ray, train
+from components.training.driver import TrainJob, train
 
-
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    init_ray(num_cpus=2)
-    yield
-    ray.shutdown()
+TWO_WORKER_RTOL = 1e-6
 
 
 def _job(root, storage, **train_kw):
@@ -36,33 +39,30 @@ def _job(root, storage, **train_kw):
     )
 
 
-def test_two_workers_train_and_a_rerun_resumes(ray_local, digits_root, tmp_path):
+def test_two_workers_train_reproducibly(ray_session, digits_root, tmp_path):
+    # two identical runs side by side (the package's Ray instance has 4 logical CPUs): same seed, same params
     events = []
-    model, state = train(_job(digits_root, tmp_path, epochs=2), on_event=events.append)
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(train, _job(digits_root, tmp_path / "a", epochs=2), on_event=events.append)
+        second = pool.submit(train, _job(digits_root, tmp_path / "b", epochs=2))
+        (_, state), (_, again) = first.result(), second.result()
     assert state.epoch == 2 and [h["epoch"] for h in state.history] == [1, 2]
     assert [e["epoch"] for e in events if e["event"] == "epoch"] == [1, 2]
     assert [e["epoch"] for e in events if e["event"] == "start"] == [0]
-
-    # the same RunConfig(name, storage_path): Ray restores the last checkpoint and trains no further epoch
-    events2 = []
-    model2, state2 = train(_job(digits_root, tmp_path, epochs=2), on_event=events2.append)
-    assert [e for e in events2 if e["event"] == "start"][0]["epoch"] == 2
-    assert not [e for e in events2 if e["event"] == "epoch"]
-    for a, b in zip(model.state_dict().values(), model2.state_dict().values(), strict=True):
-        assert torch.equal(a, b)
-
-    # more epochs continue from epoch 2, keeping the history
-    _, state3 = train(_job(digits_root, tmp_path, epochs=3))
-    assert [h["epoch"] for h in state3.history] == [1, 2, 3]
+    for h, g in zip(state.history, again.history, strict=True):
+        assert h.keys() == g.keys()
+        for k in h:
+            assert math.isclose(h[k], g[k], rel_tol=TWO_WORKER_RTOL, abs_tol=0), (k, h[k], g[k])
 
 
-def test_divergence_under_ray_fails_without_retrying(ray_local, digits_root, tmp_path):
+
+def test_divergence_under_ray_fails_without_retrying(ray_session, digits_root, tmp_path):
     with pytest.raises(DivergenceError, match="max_loss"):
         train(_job(digits_root, tmp_path, epochs=2, max_loss=1.0, max_failures=3))
 
 
-def test_killed_worker_resumes_from_checkpoint(ray_local, digits_root, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+def test_killed_worker_resumes_from_checkpoint(ray_session, digits_root, tmp_path, monkeypatch, mlflow_db):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_db(tmp_path / "mlflow.db"))
     c = runs.client()
     run_id = runs.find_or_create_run(c, runs.ensure_experiment(c, "drill"), "drill", run_name="drill", tags={})
     epochs = 4
@@ -94,3 +94,5 @@ def test_killed_worker_resumes_from_checkpoint(ray_local, digits_root, tmp_path,
     assert state.epoch == epochs
     steps = sorted(m.step for m in c.get_metric_history(run_id, "train/loss"))
     assert steps == list(range(1, epochs + 1))  # no duplicated or missing epochs
+    assert c.get_run(run_id).data.tags["train.resumed_from"] == str(starts[1]["epoch"])
+

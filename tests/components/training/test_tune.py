@@ -35,12 +35,12 @@ experiments:
 
 
 @pytest.fixture
-def project(tmp_path, digits_root, monkeypatch):
+def project(tmp_path, digits_root, monkeypatch, mlflow_db):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "prepared").symlink_to(digits_root)
     (tmp_path / "params.yaml").write_text(PARAMS)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_db(tmp_path / "mlflow.db"))
     return tmp_path
 
 
