@@ -2,6 +2,7 @@
 
 genfoundry prepare | features | train EXP | evaluate EXP | audit EXP | register EXP | summary EXP | report
 genfoundry leaderboard   (prints reports/leaderboard.md)
+genfoundry tune EXP [--apply]      (hyperparameter search; not a DVC stage)
 genfoundry retrain   (scheduled: locked, change-detecting dvc repro; exit 0 ok, 1 failed, 2 config, 75 locked)
 genfoundry sample --model genfoundry-vae_mnist@champion -n 64 -o grid.png
 """
@@ -14,7 +15,7 @@ from typing import Any
 import typer
 
 from components.errors import GenfoundryError
-from pipelines import audit, evaluate, features, prepare, register, report, retrain, train
+from pipelines import audit, evaluate, features, prepare, register, report, retrain, train, tune
 from pipelines._common import console, stage
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -30,6 +31,11 @@ app.command("summary", help="Bundle one experiment's reports for the leaderboard
     report.summary
 )
 app.command("report", help="Write reports/leaderboard.md and .html, log them to MLflow (stage report).")(report.main)
+app.command(
+    "tune",
+    help="Search one experiment's hyperparameters (params.yaml experiments.EXP.tune) with Ray Tune + ASHA; "
+    "writes reports/EXP/tune_best.json, --apply writes the best values into params.yaml.",
+)(tune.main)
 app.command("retrain", help=retrain.HELP)(retrain.main)
 
 
