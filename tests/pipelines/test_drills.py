@@ -1,4 +1,4 @@
-"""Failure drills on a tiny copy of the project (digits; one small VAE trained on 1 Ray worker, 6 epochs).
+"""Failure drills on a tiny copy of the project (digits; one small VAE trained on 1 Ray worker, 4 epochs).
 
 1. ``dvc repro train@vae_d``, and SIGKILL the stage's driver (``python -m pipelines.train vae_d``, what
    ``genfoundry train vae_d`` runs) after its first checkpoint: the repro fails, dvc.lock records nothing.
@@ -6,7 +6,7 @@
    ``RunConfig(name, storage_path)``), not from scratch; after one more checkpoint, SIGINT reaches dvc's
    process group (what Ctrl-C does) and interrupts it.
 3. ``dvc repro train@vae_d`` resumes once more and finishes: ``dvc status`` has nothing to do for the stage,
-   dvc.lock, the model and reports/vae_d/train.json agree on 6 epochs, and the one MLflow run has every epoch
+   dvc.lock, the model and reports/vae_d/train.json agree on 4 epochs, and the one MLflow run has every epoch
    exactly once, with the two resumes recorded in its tag ``train.resumed_from``.
 
 The drills repro the train stage and its upstream (``prepare``), not evaluate/audit/register: those stages
@@ -30,7 +30,7 @@ import yaml
 from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent
-EPOCHS = 6
+EPOCHS = 4
 STAGE = "train@vae_d"
 
 
@@ -74,6 +74,7 @@ def project(tmp_path_factory, mlflow_db):
     }
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(d)
+    env["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.5"  # Ray Train's controller notices start and end sooner
     for args in (
         ["git", "init", "-q"],
         ["git", "config", "user.email", "t@t"],
