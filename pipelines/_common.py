@@ -79,3 +79,18 @@ def run_info(key: str) -> dict[str, Any]:
             f"experiment {key!r} has no trained model ({path}); run `dvc repro train@{key}`"
         )
     return json.loads(path.read_text())
+
+
+def progress_bar() -> Any:
+    """The stages' rich progress bar: description, bar, done/total, a free-text ``info`` field, elapsed time."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from components.config import ExperimentConfig, Params
 from components.data import load_manifest
@@ -23,7 +22,7 @@ from components.models.store import save_trained
 from components.tracking import runs
 from components.training.driver import TrainJob, storage_path, train
 from components.training.warm_start import WarmStart
-from pipelines._common import DATA, EXPERIMENT, MODELS, REPORTS, console, params, params_hash, stage
+from pipelines._common import DATA, EXPERIMENT, MODELS, REPORTS, console, params, params_hash, progress_bar, stage
 
 app = typer.Typer(add_completion=False)
 
@@ -158,15 +157,7 @@ class _progress:
 
     def __init__(self, name: str):
         self.name = name
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        )
+        self.bar = progress_bar()
         self.task = None
         self.steps = None
 

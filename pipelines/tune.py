@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from components.config import ExperimentConfig, load_params
 from components.data import load_manifest
@@ -25,7 +24,7 @@ from components.io import write_json
 from components.tracking import runs
 from components.training.driver import init_ray, resolve_use_gpu, storage_path
 from components.training.tune import TuneJob, tune
-from pipelines._common import DATA, EXPERIMENT, REPORTS, console, params, params_hash, stage
+from pipelines._common import DATA, EXPERIMENT, REPORTS, console, params, params_hash, progress_bar, stage
 
 app = typer.Typer(add_completion=False)
 PARAMS = Path("params.yaml")
@@ -214,15 +213,7 @@ class _progress:
         assert exp.tune is not None
         self.name, self.metric, self.mode = name, exp.tune.metric, exp.tune.mode
         self.total = exp.tune.num_samples * _grid_size(exp)
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        )
+        self.bar = progress_bar()
         self.best: float | None = None
         self.running: set[str] = set()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -10,6 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import ROOT
 
 BIN = Path(sys.executable).parent
 
@@ -67,3 +70,33 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
         except subprocess.TimeoutExpired:  # a loaded machine: its workers may not stop in time
             os.killpg(proc.pid, 9)
             proc.wait(timeout=30)
+
+
+def run_checked(args: list[str], cwd: Path, env: dict[str, str], check: bool = True, *, timeout: float = 900):
+    """``subprocess.run`` capturing output; with ``check``, a failure raises with the output's tail."""
+    r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{args} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
+
+
+def copy_project(d: Path) -> None:
+    """A working copy of the project's code, DAG and raw data in ``d`` (params.yaml is the test's own)."""
+    for name in ("components", "pipelines"):
+        shutil.copytree(ROOT / name, d / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
+    shutil.copytree(ROOT / "data" / "raw", d / "data" / "raw")
+
+
+def init_repo(d: Path, env: dict[str, str]) -> None:
+    """``git init`` + ``dvc init`` (analytics off) in ``d`` and one commit of everything there."""
+    for args in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "t@t"],
+        ["git", "config", "user.name", "t"],
+        [str(BIN / "dvc"), "init", "-q"],
+        [str(BIN / "dvc"), "config", "core.analytics", "false"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "init"],
+    ):
+        run_checked(args, d, env)

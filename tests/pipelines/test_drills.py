@@ -15,7 +15,6 @@ test_dvc_pipeline.py with a diverged run).
 """
 
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -28,6 +27,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.pipelines.conftest import copy_project, init_repo, run_checked
 
 BIN = Path(sys.executable).parent
 EPOCHS = 4
@@ -53,19 +53,13 @@ def _params() -> dict:
 
 
 def _run(args, cwd, env, check=True):
-    r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{args} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-    return r
+    return run_checked(args, cwd, env, check, timeout=600)
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, mlflow_db):
     d = tmp_path_factory.mktemp("drill")
-    for name in ("components", "pipelines"):
-        shutil.copytree(ROOT / name, d / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
-    shutil.copytree(ROOT / "data" / "raw", d / "data" / "raw")
+    copy_project(d)
     (d / "params.yaml").write_text(yaml.safe_dump(_params()))
     env = {
         k: v
@@ -75,16 +69,7 @@ def project(tmp_path_factory, mlflow_db):
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(d)
     env["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = "0.5"  # Ray Train's controller notices start and end sooner
-    for args in (
-        ["git", "init", "-q"],
-        ["git", "config", "user.email", "t@t"],
-        ["git", "config", "user.name", "t"],
-        [str(BIN / "dvc"), "init", "-q"],
-        [str(BIN / "dvc"), "config", "core.analytics", "false"],
-    ):
-        _run(args, d, env)
-    _run(["git", "add", "-A"], d, env)
-    _run(["git", "commit", "-qm", "init"], d, env)
+    init_repo(d, env)
     mlflow_db(d / "mlflow.db")  # the stages' default store (untracked), its schema already migrated
     return d, env
 

@@ -10,8 +10,6 @@ and exits 75 while another retrain holds the lock, and a bad param stops the pip
 
 import json
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.pipelines.conftest import copy_project, init_repo, run_checked
 
 BIN = Path(sys.executable).parent
 
@@ -71,19 +69,13 @@ def _write_user_digits(folder: Path, per_class: slice) -> list[Path]:
 
 
 def _run(args, cwd, env, check=True):
-    r = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{args} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-    return r
+    return run_checked(args, cwd, env, check, timeout=900)
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, mlflow_server):
     d = tmp_path_factory.mktemp("project")
-    for name in ("components", "pipelines"):
-        shutil.copytree(ROOT / name, d / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", d / "dvc.yaml")
-    shutil.copytree(ROOT / "data" / "raw", d / "data" / "raw")
+    copy_project(d)
     _write_user_digits(d / "data" / "raw" / "user", slice(0, 60))  # 600 images; more arrive later
     (d / "params.yaml").write_text(yaml.safe_dump(_params()))
     (d / ".gitignore").write_text("/logs/\n/.genfoundry/\n")
@@ -95,16 +87,7 @@ def project(tmp_path_factory, mlflow_server):
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(d)  # the stages import this copy
     env["MLFLOW_TRACKING_URI"] = mlflow_server
-    for args in (
-        ["git", "init", "-q"],
-        ["git", "config", "user.email", "t@t"],
-        ["git", "config", "user.name", "t"],
-        [str(BIN / "dvc"), "init", "-q"],
-        [str(BIN / "dvc"), "config", "core.analytics", "false"],
-    ):
-        _run(args, d, env)
-    _run(["git", "add", "-A"], d, env)
-    _run(["git", "commit", "-qm", "init"], d, env)
+    init_repo(d, env)
     return d, env
 
 

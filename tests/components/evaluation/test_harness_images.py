@@ -27,7 +27,7 @@ class Replay(GenerativeModel):
         self.images = torch.from_numpy(images).float()
         self.cursor = 0
 
-    def forward(self, batch):
+    def forward(self, batch):  # abstract in GenerativeModel; a replayed set is sampled, never trained
         raise NotImplementedError
 
     @torch.no_grad()
