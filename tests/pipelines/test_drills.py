@@ -200,4 +200,5 @@ def test_the_next_repro_resumes_again_and_leaves_a_consistent_workspace(project)
     assert run.info.status == "FINISHED"
     assert sorted(m.step for m in c.get_metric_history(run.info.run_id, "train/loss")) == list(range(1, EPOCHS + 1))
     resumes = [int(e) for e in run.data.tags["train.resumed_from"].split(",")]
-    assert len(resumes) == 2 and 1 <= resumes[0] <= resumes[1] < EPOCHS
+    # the interrupted run may have checkpointed its last epoch before Ctrl-C landed: resuming there is correct
+    assert len(resumes) == 2 and 1 <= resumes[0] <= resumes[1] <= EPOCHS
