@@ -1,4 +1,5 @@
-"""GPU check: the pipeline's own Ray Train path on CUDA, every visible GPU one data-parallel worker (NCCL), bf16
+"""GPU check: the pipeline's own Ray Train path on CUDA, every visible GPU one data-parallel worker (NCCL; on a
+single GPU two workers share it over gloo, since NCCL refuses two ranks on one device), bf16
 autocast (AMP) on, in well under five minutes; a PASS/FAIL line per check and a summary.
 
     python benchmarks/gpu_check.py                  # VAE on mnist5k + GPT on names, 3 epochs each, all GPUs
@@ -116,13 +117,21 @@ def check_amp(family: str, root: Path) -> dict[str, Any]:
     return {"activation_dtypes": sorted(str(d) for d in dtypes), "grad_norm": round(grad, 4)}
 
 
-def check_train(family: str, root: Path, n: int, epochs: int, storage: Path) -> tuple[Any, dict[str, Any]]:
+def check_train(
+    family: str, root: Path, n: int, epochs: int, storage: Path, gpus: int
+) -> tuple[Any, dict[str, Any]]:
     from components.config import TrainConfig
     from components.training.driver import TrainJob, train
 
     spec_cfg = FAMILIES[family]
     cfg = TrainConfig(
-        epochs=epochs, batch_size=spec_cfg["batch_size"], lr=1e-3, num_workers=n, use_gpu=True, amp=True
+        epochs=epochs,
+        batch_size=spec_cfg["batch_size"],
+        lr=1e-3,
+        num_workers=n,
+        use_gpu=True,
+        gpus_per_worker=min(1.0, gpus / n),
+        amp=True,
     )
     ends: dict[int, float] = {}
     steps: list[int] = []
@@ -154,6 +163,8 @@ def check_train(family: str, root: Path, n: int, epochs: int, storage: Path) -> 
     samples_per_s = timed / (ends[epochs] - ends[1]) if epochs > 1 else float("nan")
     return model, {
         "workers": n,
+        "gpus_per_worker": cfg.gpus_per_worker,
+        "backend": "nccl" if cfg.gpus_per_worker >= 1 else "gloo",
         "losses": [round(v, 4) for v in losses],
         "samples_per_s": round(samples_per_s, 1),
         "fit_wall_seconds": round(wall, 1),
@@ -176,6 +187,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--families", nargs="+", default=["vae", "gpt"], choices=sorted(FAMILIES))
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="data-parallel workers (default: one per GPU, at least 2: on one GPU two workers share it over gloo)",
+    )
     p.add_argument("--out", default="reports/benchmarks/gpu_check", help="writes <out>.json and <out>.md")
     args = p.parse_args()
     if not torch.cuda.is_available():
@@ -189,8 +206,9 @@ def main() -> int:
     info = checks.run("cuda", check_cuda)
     if info is None:
         return _finish(checks, args, t_start)
-    n = info["gpus"]
-    checks.run("ray_gpus", check_ray, n)
+    n_gpus = info["gpus"]
+    n = args.workers or max(2, n_gpus)
+    checks.run("ray_gpus", check_ray, n_gpus)
     from components.data import get_source, prepare_dataset
 
     work = Path(tempfile.mkdtemp(prefix="gpu_check-"))
@@ -199,7 +217,7 @@ def main() -> int:
         prepare_dataset(ds, get_source(ds)(), root, val=0.1, test=0.2, seed=0)
     for family in args.families:
         checks.run(f"amp_{family}", check_amp, family, root)
-        trained = checks.run(f"train_{family}", lambda f=family: _train_detail(f, root, n, args.epochs, work))
+        trained = checks.run(f"train_{family}", lambda f=family: _train_detail(f, root, n, args.epochs, work, n_gpus))
         if trained is not None:
             checks.run(f"sample_{family}", check_sample, _MODELS.pop(family))
     return _finish(checks, args, t_start, info)
@@ -208,8 +226,8 @@ def main() -> int:
 _MODELS: dict[str, Any] = {}
 
 
-def _train_detail(family: str, root: Path, n: int, epochs: int, work: Path) -> dict[str, Any]:
-    model, detail = check_train(family, root, n, epochs, work / "ray")
+def _train_detail(family: str, root: Path, n: int, epochs: int, work: Path, gpus: int) -> dict[str, Any]:
+    model, detail = check_train(family, root, n, epochs, work / "ray", gpus)
     _MODELS[family] = model
     return detail
 

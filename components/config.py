@@ -72,6 +72,9 @@ class TrainConfig(Strict):
     num_workers: int = Field(2, ge=0, description="Ray Train workers; 0 runs in-process (tests only)")
     cpus_per_worker: PositiveInt = 1
     use_gpu: bool | Literal["auto"] = "auto"
+    gpus_per_worker: PositiveFloat = Field(
+        1.0, le=1, description="GPU share per worker; below 1, workers share a GPU over gloo (NCCL refuses that)"
+    )
     amp: bool = Field(True, description="bf16 autocast on CUDA; ignored on CPU")
     max_failures: int = Field(2, ge=0)
     max_loss: PositiveFloat = Field(1e6, description="an epoch-mean loss above this counts as divergence")

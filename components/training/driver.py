@@ -213,7 +213,8 @@ def torch_trainer(
     num_to_keep: int = 2,
 ) -> Any:
     """The ``TorchTrainer`` running :func:`train_worker`: ``train.num_workers`` DDP workers (gloo on CPU, NCCL on
-    GPU), restarts from the last checkpoint up to ``train.max_failures`` times, and a rerun with the same
+    GPU; gloo also when workers share a GPU, ``train.gpus_per_worker < 1``), restarts from the last checkpoint up
+    to ``train.max_failures`` times, and a rerun with the same
     ``name``/``storage_path`` resumes from that run's newest checkpoint."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -221,11 +222,11 @@ def torch_trainer(
     return TorchTrainer(
         train_worker,
         train_loop_config=config,
-        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        torch_config=TorchConfig(backend="nccl" if use_gpu and train.gpus_per_worker >= 1 else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=train.num_workers,
             use_gpu=use_gpu,
-            resources_per_worker={"CPU": train.cpus_per_worker, **({"GPU": 1} if use_gpu else {})},
+            resources_per_worker={"CPU": train.cpus_per_worker, **({"GPU": train.gpus_per_worker} if use_gpu else {})},
         ),
         run_config=ray.train.RunConfig(
             name=name,

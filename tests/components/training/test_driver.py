@@ -96,3 +96,18 @@ def test_killed_worker_resumes_from_checkpoint(ray_session, digits_root, tmp_pat
     assert steps == list(range(1, epochs + 1))  # no duplicated or missing epochs
     assert c.get_run(run_id).data.tags["train.resumed_from"] == str(starts[1]["epoch"])
 
+
+
+@pytest.mark.parametrize(
+    ("use_gpu", "share", "backend", "gpus"),
+    [(False, 1.0, "gloo", None), (True, 1.0, "nccl", 1.0), (True, 0.5, "gloo", 0.5)],
+)
+def test_trainer_backend_and_gpu_share(use_gpu, share, backend, gpus, tmp_path):
+    """One worker per GPU uses NCCL; workers sharing a GPU (NCCL refuses two ranks on one device) use gloo."""
+    from components.training.driver import torch_trainer
+
+    trainer = torch_trainer(
+        {}, TrainConfig(gpus_per_worker=share), use_gpu=use_gpu, name="x", storage_path=str(tmp_path)
+    )
+    assert trainer.backend_config.backend == backend
+    assert trainer.scaling_config.resources_per_worker.get("GPU") == gpus
