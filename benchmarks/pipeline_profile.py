@@ -1,0 +1,128 @@
+"""Wall time and peak memory of every stage of ``dvc repro`` (issue 8: the default pipeline in <= 20 min, <= 4 GB).
+
+    python benchmarks/pipeline_profile.py            # runs `dvc repro` here, polling its process tree
+    python benchmarks/pipeline_profile.py -- -f      # arguments after -- go to dvc repro
+
+Every 0.5 s it walks the process tree under ``dvc repro``; a stage is a process whose command line runs
+``-m pipelines.<stage> [args]``, together with everything it started (its local Ray instance - GCS, raylet,
+the training workers - is its descendant). Per stage: wall seconds from first to last sight, and the peak of
+the summed resident set size (RSS) of that tree. Summed RSS counts shared pages once per process, so it is an
+upper bound on the memory the stage really needs. Writes ``reports/benchmarks/pipeline_profile.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+POLL_S = 0.5
+
+
+def stage_of(cmdline: list[str]) -> str | None:
+    """``python -m pipelines.train gan_mnist`` -> ``train@gan_mnist``; ``... report leaderboard`` -> ``report``."""
+    if "-m" not in cmdline:
+        return None
+    i = cmdline.index("-m")
+    if i + 1 >= len(cmdline) or not cmdline[i + 1].startswith("pipelines."):
+        return None
+    module, args = cmdline[i + 1].removeprefix("pipelines."), cmdline[i + 2 :]
+    if module == "report":
+        return f"summary@{args[1]}" if args[:1] == ["summary"] and len(args) > 1 else "report"
+    return f"{module}@{args[0]}" if args else module
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def profile(dvc_args: list[str]) -> dict:
+    t0 = time.perf_counter()
+    dvc = subprocess.Popen(["dvc", "repro", *dvc_args])
+    root = psutil.Process(dvc.pid)
+    stages: dict[str, dict[str, float]] = {}
+    peak_total = 0
+    while dvc.poll() is None:
+        now = time.perf_counter() - t0
+        try:
+            procs = root.children(recursive=True)
+            peak_total = max(peak_total, tree_rss(root))
+        except psutil.Error:
+            procs = []
+        for p in procs:
+            try:
+                name = stage_of(p.cmdline())
+                if name is None:
+                    continue
+                rss = tree_rss(p)
+            except psutil.Error:
+                continue
+            s = stages.setdefault(name, {"start_s": now, "end_s": now, "peak_rss_mb": 0.0})
+            s["end_s"] = now
+            s["peak_rss_mb"] = max(s["peak_rss_mb"], rss / 2**20)
+        time.sleep(POLL_S)
+    wall = time.perf_counter() - t0
+    for s in stages.values():
+        s["wall_s"] = round(s["end_s"] - s["start_s"] + POLL_S, 1)
+        s["peak_rss_mb"] = round(s["peak_rss_mb"], 1)
+    return {
+        "command": "dvc repro " + " ".join(dvc_args),
+        "returncode": dvc.returncode,
+        "wall_s": round(wall, 1),
+        "peak_rss_mb_whole_tree": round(peak_total / 2**20, 1),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_avg_after": [round(v, 2) for v in os.getloadavg()],
+        "stages": stages,
+    }
+
+
+def to_markdown(r: dict) -> str:
+    rows = sorted(r["stages"].items(), key=lambda kv: kv[1]["start_s"])
+    lines = [
+        "# dvc repro: wall time and peak memory per stage",
+        "",
+        f"`{r['command'].strip()}` exited {r['returncode']} after {r['wall_s'] / 60:.1f} min on {r['cpus']} CPUs; "
+        f"peak summed RSS of the whole process tree {r['peak_rss_mb_whole_tree'] / 1024:.2f} GiB "
+        f"(load average after: {r['load_avg_after']}).",
+        "",
+        "| stage | start (min) | wall (s) | peak RSS (MiB, summed over its process tree) |",
+        "|---|---|---|---|",
+        *(f"| {k} | {v['start_s'] / 60:.1f} | {v['wall_s']} | {v['peak_rss_mb']:.0f} |" for k, v in rows),
+    ]
+    by_kind: dict[str, float] = {}
+    for k, v in rows:
+        by_kind[k.split("@")[0]] = by_kind.get(k.split("@")[0], 0.0) + v["wall_s"]
+    lines += ["", "Wall time by stage kind: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in by_kind.items())]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="reports/benchmarks/pipeline_profile", help="writes <out>.json and <out>.md")
+    args, rest = p.parse_known_args()
+    result = profile([a for a in rest if a != "--"])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    md = to_markdown(result)
+    out.with_suffix(".md").write_text(md)
+    print(md)
+    return result["returncode"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
