@@ -50,13 +50,27 @@ class PrepareConfig(Strict):
     datasets: dict[str, DatasetConfig]
 
 
+class SimCLRConfig(Strict):
+    """The label-free feature space: a SimCLR encoder (arXiv 2002.05709) trained per image dataset."""
+
+    enabled: bool = Field(True, description="train it (false: evaluation reports the domain classifier's space only)")
+    epochs: PositiveInt = 15
+    batch_size: PositiveInt = Field(128, description="images per step; NT-Xent sees 2 views of each")
+    lr: PositiveFloat = 2e-3
+    temperature: PositiveFloat = Field(0.1, description="NT-Xent temperature τ (arXiv 2002.05709 Table 5, §B.9)")
+    feature_dim: PositiveInt = Field(64, description="size of the representation h (before the projection head)")
+    width: PositiveInt = Field(16, description="channels of the first conv layer (then 2x, 4x)")
+    seed: int = 0
+
+
 class FeaturesConfig(Strict):
-    """The domain classifier (feature extractor) trained per image dataset."""
+    """The domain classifier (feature extractor) trained per image dataset, and the SimCLR encoder beside it."""
 
     epochs: PositiveInt = 8
     batch_size: PositiveInt = 128
     lr: PositiveFloat = 2e-3
     seed: int = 0
+    simclr: SimCLRConfig = SimCLRConfig()
 
 
 class TrainConfig(Strict):

@@ -20,7 +20,9 @@ from pipelines._common import console, stage
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.command("prepare", help="Prepare the datasets of params.yaml (stage prepare).")(prepare.main)
-app.command("features", help="Train each image dataset's domain classifier (stage features).")(features.main)
+app.command("features", help="Train each image dataset's domain classifier and SimCLR encoder (stage features).")(
+    features.main
+)
 app.command("train", help="Train one experiment on Ray Train (stage train@EXP).")(train.main)
 app.command("evaluate", help="Evaluate one trained experiment (stage evaluate@EXP).")(evaluate.main)
 app.command("audit", help="Bias-audit one evaluated experiment (stage audit@EXP).")(audit.main)

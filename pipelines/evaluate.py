@@ -29,14 +29,22 @@ def main(experiment: str = EXPERIMENT) -> None:
     train, test = load_split(DATA, exp.dataset, "train"), load_split(DATA, exp.dataset, "test")
     if spec.kind == "image":
         from components.evaluation.features import load_classifier
+        from components.evaluation.simclr import SUBDIR, has_encoder, load_encoder
 
         clf_dir = FEATURES / exp.dataset
         if not (clf_dir / "meta.json").exists():
             raise GenfoundryError(
                 f"no domain classifier for {exp.dataset!r} ({clf_dir}); run `dvc repro features`"
             )
+        enc_dir = clf_dir / SUBDIR  # optional (features.simclr.enabled): the label-free second space
         result = harness.evaluate_images(
-            model, spec, classifier=load_classifier(clf_dir), train=train, test=test, cfg=exp.evaluate
+            model,
+            spec,
+            classifier=load_classifier(clf_dir),
+            encoder=load_encoder(enc_dir) if has_encoder(enc_dir) else None,
+            train=train,
+            test=test,
+            cfg=exp.evaluate,
         )
     elif spec.kind == "points":
         result = harness.evaluate_points(model, spec, train=train, cfg=exp.evaluate)

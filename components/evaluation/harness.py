@@ -4,7 +4,8 @@
   (torchmetrics, custom ``feature=``) with the real-vs-real floor (train vs test) beside them,
   precision/recall/density/coverage, memorization (generated vs train vs test, same features), the class
   histogram of samples and its KL to the data, the data-augmentation utility of the samples, likelihood
-  where the family defines one, and pictures;
+  where the family defines one, and pictures; when the dataset has a SimCLR encoder, FID/KID/PRDC and
+  the floor again in that label-free space (``simclr``);
 - points: the 2-D mode metrics of ../shared/reference/benchmarks.md §1;
 - text: see ``components.evaluation.text``.
 Every result carries a protocol card: extractor and its hash, N real / N generated, reference split,
@@ -28,6 +29,7 @@ from components.config import EvaluateConfig
 from components.data.spec import DataSpec
 from components.evaluation.features import TrainedClassifier
 from components.evaluation.grids import image_grid, scatter_plot
+from components.evaluation.simclr import TrainedEncoder
 from components.evaluation.stats import torch_threads
 from components.models.base import GenerativeModel
 
@@ -102,7 +104,10 @@ def evaluate_images(
     train: tuple[np.ndarray, np.ndarray],
     test: tuple[np.ndarray, np.ndarray],
     cfg: EvaluateConfig,
+    encoder: TrainedEncoder | None = None,
 ) -> Evaluation:
+    """Sample ``model`` and measure the samples against ``test`` (module docstring); ``encoder``, when given,
+    adds the ``simclr`` section: the same distances in the SimCLR encoder's label-free features."""
     from components.evaluation.augmentation import augmentation_utility
     from components.evaluation.frechet import fid_ci
     from components.evaluation.prdc import prdc_per_k
@@ -153,6 +158,8 @@ def evaluate_images(
         metrics["augmentation"] = augmentation_utility(
             train, test, fake, labels, num_classes=k, steps=cfg.utility_steps, seed=cfg.seed
         )
+    if encoder is not None:
+        metrics["simclr"] = second_space(encoder, real_test, real_train, fake, seed=cfg.seed)
     metrics.update(_likelihood(model, test, cfg))
     metrics["protocol"] = {
         "feature_extractor": f"domain classifier (penultimate layer, {extractor.num_features}-D)",
@@ -175,6 +182,14 @@ def evaluate_images(
         "sampling_device": speed["sampling_device"],
         **model.sampler_info(),
     }
+    if encoder is not None:
+        metrics["protocol"]["simclr_extractor"] = {
+            "name": "SimCLR encoder (arXiv 2002.05709), representation before the projection head",
+            "feature_dim": encoder.model.num_features,
+            "sha256": encoder.meta.get("sha256"),
+            "knn_accuracy": encoder.meta.get("knn_accuracy"),
+            "linear_probe_accuracy": encoder.meta.get("linear_probe_accuracy"),
+        }
     gen = torch.Generator().manual_seed(cfg.seed)
     figures = {"samples": image_grid(fake[:64], nrow=8)}
     pick = torch.from_numpy(rng.permutation(len(real_test))[:64])  # splits can be sorted by class
@@ -182,6 +197,31 @@ def evaluate_images(
     for name, imgs in model.evaluation_figures(real_batch, generator=gen).items():
         figures[name] = image_grid(imgs.float().cpu(), nrow=8)
     return Evaluation(metrics=metrics, labels=labels.tolist(), figures=figures, samples=fake)
+
+
+def second_space(
+    encoder: TrainedEncoder, real_test: Tensor, real_train: Tensor, fake: Tensor, *, seed: int
+) -> dict[str, float]:
+    """FID, KID, their real-vs-real floor (train vs test) and precision/recall (k = 3) / density/coverage
+    (k = 5) in the SimCLR encoder's features: the same protocol as the domain classifier's space, in a space
+    no label shaped. Numbers of the two spaces are not comparable with each other, only within a space."""
+    from components.evaluation.prdc import prdc_per_k
+
+    extractor = encoder.model.eval()
+    quality = fid_kid(extractor, real_test, fake, seed=seed)
+    floor = fid_kid(extractor, real_test, real_train, seed=seed)
+    by_k = prdc_per_k(encoder.features(real_test), encoder.features(fake), ks=(3, 5))
+    return {
+        "fid": quality["fid"],
+        "kid": quality["kid"],
+        "kid_std": quality["kid_std"],
+        "fid_floor_train_vs_test": floor["fid"],
+        "kid_floor_train_vs_test": floor["kid"],
+        "precision": by_k[3]["precision"],
+        "recall": by_k[3]["recall"],
+        "density": by_k[5]["density"],
+        "coverage": by_k[5]["coverage"],
+    }
 
 
 def memorization_in_features(f_train: Tensor, f_test: Tensor, f_fake: Tensor, *, seed: int) -> dict[str, Any]:

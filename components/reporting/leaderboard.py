@@ -8,7 +8,8 @@ of display strings; and :func:`leaderboard_markdown` / :func:`leaderboard_html` 
 
 - overview: family, dataset, selection metric, audit verdict, registry decision (champion or not);
 - images: FID with its 95% interval beside the real-vs-real floor (train vs test) and its interval, KID,
-  precision / recall / density / coverage, N generated / N real;
+  precision / recall / density / coverage, FID and its floor in the label-free SimCLR space (when the
+  dataset has an encoder), N generated / N real;
 - memorization (domain classifier features) and the data-augmentation utility;
 - likelihood: one table for every family that defines one, with its unit and whether it is exact or a bound;
 - mode collapse on 2-D mixtures beside the published PacGAN Table 1 rows;
@@ -183,7 +184,7 @@ def overview_table(entries: Iterable[Entry]) -> pd.DataFrame:
 
 
 def image_table(entries: Iterable[Entry]) -> pd.DataFrame:
-    """FID [95% CI] beside the real-vs-real floor [95% CI], KID, PRDC, N (generated / real)."""
+    """FID [95% CI] beside the real-vs-real floor [95% CI], KID, PRDC, the SimCLR-space FID / floor, N."""
     rows = []
     for e in entries:
         if e.kind != "image":
@@ -202,14 +203,23 @@ def image_table(entries: Iterable[Entry]) -> pd.DataFrame:
                 "recall": fmt(m.get("recall")),
                 "density": fmt(m.get("density")),
                 "coverage": fmt(m.get("coverage")),
+                "fid_simclr / floor": _simclr_cell(m.get("simclr")),
                 "classes": fmt(m.get("classes_present")),
                 "N gen / real": f"{fmt(p.get('n_generated'))} / {fmt(p.get('n_real'))}",
                 "samples/s": fmt(m.get("samples_per_s"), 3),
             }
         )
     columns = ["experiment", "FID [95% CI]", "floor: train vs test [95% CI]", "KID", "KID floor", "precision",
-               "recall", "density", "coverage", "classes", "N gen / real", "samples/s"]  # fmt: skip
+               "recall", "density", "coverage", "fid_simclr / floor", "classes", "N gen / real",
+               "samples/s"]  # fmt: skip
     return _frame(rows, columns)
+
+
+def _simclr_cell(simclr: Any) -> str:
+    """``FID / floor`` in the SimCLR encoder's space (eval.json ``simclr``); an en dash without an encoder."""
+    if not isinstance(simclr, Mapping):
+        return "–"
+    return f"{fmt(simclr.get('fid'))} / {fmt(simclr.get('fid_floor_train_vs_test'))}"
 
 
 def memorization_table(entries: Iterable[Entry]) -> pd.DataFrame:
@@ -422,7 +432,8 @@ NOTES = {
     "images": "FID in the domain classifier's features (64-D, not Inception: benchmarks.md §3); lower is better. "
     "The floor is the FID of real training images vs the real test split, the best a model can hope for at this N. "
     "Intervals: centred bootstrap over test and generated features (components/evaluation/frechet.py); FID is "
-    "biased upwards at small N, so compare experiments at the same N.",
+    "biased upwards at small N, so compare experiments at the same N. fid_simclr / floor: the same FID and floor "
+    "in a label-free SimCLR encoder's features (components/evaluation/simclr.py); its scale is its own.",
     "memorization": "Generated vs train vs test in the domain classifier's features (benchmarks.md §4): C_T ≪ 0 "
     "means copying, ≫ 0 underfitting; authenticity is the share of samples farther from their nearest training "
     "image than it is from its own nearest neighbour; NN-ratio memorized: ‖x − NN₁‖ / ‖x − NN₂‖ < 1/3.",

@@ -40,6 +40,8 @@ def test_the_shipped_params_parse():
         ("experiments.vae_mnist.model.latent", 3, "unknown key 'experiments.vae_mnist.model.latent'"),
         ("prepare.datasets.digits.source", "imagenet", "'prepare.datasets.digits.source' = 'imagenet'"),
         ("prepare.datasets.mine", {"source": "npz"}, "needs a 'path'"),
+        ("features.simclr.temperature", 0, "'features.simclr.temperature' = 0: expected"),
+        ("features.simclr.tau", 0.5, "unknown key 'features.simclr.tau'"),
     ],
 )
 def test_bad_params_give_one_line_naming_the_key(path, value, expected):

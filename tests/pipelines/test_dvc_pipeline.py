@@ -133,6 +133,8 @@ def _check_evaluation_and_leaderboard(d, env):
     assert ev["fid_ci95"][0] <= ev["fid"] <= ev["fid_ci95"][1] and len(ev["fid_floor_train_vs_test_ci95"]) == 2
     assert {"c_t", "authenticity", "nn_ratio_memorized"} <= set(ev["memorization"])
     assert {"acc_real", "acc_real_plus_generated", "delta"} <= set(ev["augmentation"])
+    assert {"fid", "fid_floor_train_vs_test", "coverage"} <= set(ev["simclr"])  # the features stage's encoder
+    assert len(ev["protocol"]["simclr_extractor"]["sha256"]) == 64
     board = (d / "reports/leaderboard.md").read_text()
     assert "| vae_a | vae | digits | fid (min) = " in board and "| vae_b | vae | " in board
     assert "champion (v" in board and "![vae_a samples](vae_a/eval/samples.png)" in board

@@ -14,6 +14,7 @@ from components.data import load_spec, load_split
 from components.evaluation.features import DomainClassifier, TrainedClassifier
 from components.evaluation.frechet import frechet_distance
 from components.evaluation.harness import evaluate_images, memorization_in_features
+from components.evaluation.simclr import SimCLREncoder, TrainedEncoder
 from components.models.base import GenerativeModel
 
 
@@ -69,6 +70,28 @@ def test_a_planted_copy_of_the_training_set_is_flagged(setup):
     aug = m["augmentation"]
     assert set(aug) >= {"acc_real", "acc_real_plus_generated", "delta", "delta_ci95"} and aug["n_generated"] == 300
     json.dumps(m, allow_nan=False)  # eval.json stays strict JSON
+    assert "simclr" not in m and "simclr_extractor" not in m["protocol"]  # no encoder: one feature space
+
+
+def test_a_simclr_encoder_adds_the_label_free_space(setup):
+    spec, train, val, test, clf = setup
+    train, test = (train[0][:300], train[1][:300]), (test[0][:150], test[1][:150])  # small: the wiring only
+    torch.manual_seed(1)  # an untrained encoder is enough for the wiring
+    enc = TrainedEncoder(model=SimCLREncoder(channels=1, width=4, num_features=16).eval(), meta={"sha256": "abc"})
+    cfg = EvaluateConfig(n_samples=100, batch_size=100, fid_n_boot=0, utility_steps=0)
+    m = evaluate_images(
+        Replay(spec, val[0][:100]), spec, classifier=clf, encoder=enc, train=train, test=test, cfg=cfg
+    ).metrics
+    s = m["simclr"]
+    assert set(s) == {"fid", "kid", "kid_std", "fid_floor_train_vs_test", "kid_floor_train_vs_test", "precision",
+                      "recall", "density", "coverage"}  # fmt: skip
+    assert all(np.isfinite(v) for v in s.values()) and 0 <= s["precision"] <= 1 and 0 <= s["coverage"] <= 1
+    f_test, f_fake = (enc.features(torch.from_numpy(a).float()) for a in (test[0], val[0][:100]))
+    assert frechet_distance(f_test, f_fake) == pytest.approx(s["fid"], rel=1e-3, abs=1e-3)  # the encoder's space
+    assert s["fid"] != pytest.approx(m["fid"])  # not the classifier's
+    card = m["protocol"]["simclr_extractor"]
+    assert card["sha256"] == "abc" and card["feature_dim"] == 16 and card["name"].startswith("SimCLR")
+    json.dumps(m, allow_nan=False)
 
 
 def test_held_out_images_are_not_flagged(setup):

@@ -69,7 +69,10 @@ def test_fid_sits_beside_its_interval_and_the_real_vs_real_floor(entries):
     assert row["FID [95% CI]"] == "56.48 [52.3, 60.5]"
     assert row["floor: train vs test [95% CI]"] == "0.386 [0, 1.1]"
     assert row["N gen / real"] == "2000 / 1000"
+    assert row["fid_simclr / floor"] == "–"  # no SimCLR encoder for this entry
     assert "gpt_names" not in set(image_table(entries)["experiment"])
+    with_simclr = _entry("vae_s", "vae", {"fid": 1.0, "simclr": {"fid": 12.5, "fid_floor_train_vs_test": 0.75}})
+    assert image_table([with_simclr]).iloc[0]["fid_simclr / floor"] == "12.5 / 0.75"
 
 
 def test_likelihood_table_says_unit_and_whether_exact_or_a_bound(entries):
@@ -114,7 +117,7 @@ def test_markdown_has_every_section_and_links_the_grids(entries):
     assert "| gan_mnist | gan | mnist5k | fid (min) = 56.48 | passed | not champion (v2; champion stays v1" in md
     assert "| vae_mnist | 0.922 | 0.904 | -0.018 [-0.034, -0.002] | 3500 / 2000 |" in md
     header = next(line for line in md.splitlines() if line.startswith("| experiment | FID"))
-    assert header.count("|") == 13  # 12 columns
+    assert header.count("|") == 14  # 13 columns
 
 
 def test_html_is_self_contained_with_embedded_grids(entries):
