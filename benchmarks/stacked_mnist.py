@@ -26,6 +26,7 @@ our networks and step budget, a domain classifier trained on the 5k subset. Our 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -100,7 +101,8 @@ def domain_classifier(path: Path, splits: dict[str, tuple], epochs: int | None) 
         lr=cfg.lr,
         seed=cfg.seed,
     )
-    meta = {**acc, "epochs": epochs or cfg.epochs, "source": "trained by this benchmark",
+    digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in model.state_dict().values())).hexdigest()
+    meta = {**acc, "epochs": epochs or cfg.epochs, "source": "trained by this benchmark", "sha256": digest,
             "train_seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
     return TrainedClassifier(model=model.eval(), meta=meta)
 
@@ -142,6 +144,24 @@ def run_one(
     }
 
 
+def included_runs(paths: list[Path], clf: TrainedClassifier, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The runs of earlier outputs of this benchmark, checked to share this run's protocol."""
+    runs: list[dict[str, Any]] = []
+    for path in paths:
+        if not path.exists():
+            raise SystemExit(f"--include {path}: no such file; pass an earlier <out>.json of this benchmark")
+        blob = json.loads(path.read_text())
+        p = blob["protocol"]
+        ours = {"n_train": args.n_train, "n_samples": args.n_samples, "batch_size": args.batch_size,
+                "classifier sha256": clf.meta.get("sha256")}  # fmt: skip
+        theirs = {**{k: p.get(k) for k in ("n_train", "n_samples", "batch_size")},
+                  "classifier sha256": p.get("classifier", {}).get("sha256")}  # fmt: skip
+        if ours != theirs:
+            raise SystemExit(f"--include {path}: expected the protocol {ours}, got {theirs}; rerun it with these")
+        runs += blob["runs"]
+    return runs
+
+
 def reference(splits: dict[str, tuple], clf: TrainedClassifier, n: int, seed: int) -> dict[str, Any]:
     """Real stacked test images through the same classifier: the ceiling at this N, and the triple accuracy."""
     x, modes = make_stacked(*splits["test"], n, seed=seed + 1)
@@ -161,6 +181,11 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
             v = np.array([r[k] for r in rs], dtype=float)
             se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
             out[fam][k] = {"mean": float(v.mean()), "se": se, "n": len(v)}
+        steps = sorted({r["steps"] for r in rs})
+        opts = rs[0].get("sampler_options") or {}
+        sampler = f", DDIM-{opts['steps']}" if "steps" in opts else ""
+        seeds = ", ".join(str(r["seed"]) for r in rs)
+        out[fam]["how"] = f"{'/'.join(map(str, steps))} steps, seed{'s' if len(rs) > 1 else ''} {seeds}{sampler}"
     return out
 
 
@@ -169,7 +194,7 @@ def markdown(summary: dict, ref: dict, protocol: dict[str, Any]) -> str:
     lines = [
         "# Stacked MNIST (1,000 modes)",
         "",
-        f"Ours: mean ± s.e. over seeds {p['seeds']}, {p['n_samples']} samples each, mnist5k; published rows: "
+        f"Ours: mean ± s.e. over seeds, {p['n_samples']} samples each, mnist5k; published rows: "
         "benchmarks.md §2 (full MNIST, 26,000 / 25,600 samples).",
         "",
         "| model | modes (of 1000) | KL(p̂ ‖ U) | source |",
@@ -179,7 +204,7 @@ def markdown(summary: dict, ref: dict, protocol: dict[str, Any]) -> str:
         m, k = s["modes"], s["kl"]
         lines.append(
             f"| {LABELS[fam]} | {m['mean']:.1f}±{m['se']:.1f} | {k['mean']:.3f}±{k['se']:.3f} | this repo, "
-            f"{p['steps']} steps × {p['batch_size']} |"
+            f"{s['how']} |"
         )
     lines.append(
         f"| real stacked test images (reference) | {ref['modes']} | {ref['kl']:.3f} | this classifier at N = "
@@ -197,8 +222,10 @@ def markdown(summary: dict, ref: dict, protocol: dict[str, Any]) -> str:
         "- Networks and optimiser per family (params.yaml's mnist5k experiments, 3 channels): "
         + "; ".join(f"{f} {json.dumps(FAMILIES[f])}" for f in summary)
         + ".",
-        f"- About {p['steps']} optimizer steps of batch {p['batch_size']} per run (`components.training.loop.fit`, "
-        "one process).",
+        f"- Optimizer steps of batch {p['batch_size']} per run as in each row (`components.training.loop.fit`, one "
+        "process); rows from earlier runs of this benchmark (`--include`): "
+        + (", ".join(p["included"]) or "none")
+        + ".",
         f"- Classifier: mnist5k domain classifier ({clf.get('source', 'features stage')}), single-digit test "
         f"accuracy {clf.get('test_accuracy', float('nan')):.4f}, {clf.get('epochs', '?')} epochs.",
         f"- KL(p̂ ‖ U₁₀₀₀) = log 1000 − H(p̂) over the {p['n_samples']} samples' mode histogram, no smoothing "
@@ -211,7 +238,9 @@ def markdown(summary: dict, ref: dict, protocol: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--families", nargs="+", default=["gan"], choices=list(FAMILIES))
+    ap.add_argument(
+        "--families", nargs="*", default=["gan"], choices=list(FAMILIES), help="none: only tabulate --include"
+    )
     ap.add_argument("--steps", type=int, default=8000, help="optimizer steps per run (about: whole epochs)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--n-samples", type=int, default=26_000, help="samples counted per run (protocol: 26,000)")
@@ -223,6 +252,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clf-epochs", type=int, default=None, help="train the classifier here for this many epochs")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", default="reports/benchmarks/stacked_mnist", help="writes <out>.md and <out>.json")
+    ap.add_argument(
+        "--include",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="earlier outputs (<out>.json) of this benchmark whose runs join the table (same classifier, "
+        "--n-train, --n-samples, --batch-size), e.g. families run in parallel processes",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -233,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     ref = reference(splits, clf, args.n_samples, seed=0)
     print(f"classifier: test accuracy {clf.meta.get('test_accuracy', float('nan')):.4f}; real stacked test "
           f"images: {ref['modes']} modes, KL {ref['kl']:.3f}", flush=True)  # fmt: skip
-    runs = []
+    runs = included_runs(args.include, clf, args)
     for family in args.families:
         for seed in args.seeds:
             r = run_one(family, seed, x, modes, clf, args)
@@ -242,11 +279,11 @@ def main(argv: list[str] | None = None) -> None:
                   f"train {r['train_seconds']:.0f} s, sampling {r['sample_seconds']:.0f} s)", flush=True)  # fmt: skip
     protocol = {
         "n_train": args.n_train,
-        "steps": runs[0]["steps"] if runs else 0,
         "batch_size": args.batch_size,
         "n_samples": args.n_samples,
         "seeds": args.seeds,
-        "families": {f: FAMILIES[f] for f in args.families},
+        "families": {f: FAMILIES[f] for f in dict.fromkeys(r["family"] for r in runs)},
+        "included": [str(i) for i in args.include],
         "classifier": clf.meta,
         "threads": args.threads,
         "cpus": os.cpu_count(),
