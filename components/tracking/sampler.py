@@ -8,14 +8,11 @@ Sampler options (``steps``, ``temperature``, ``sampler``, ``eta`` ...) are pyfun
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
-
-warnings.filterwarnings("ignore", message=".*type hints.*predict", category=UserWarning)
 
 
 class Sampler(mlflow.pyfunc.PythonModel):
@@ -27,8 +24,10 @@ class Sampler(mlflow.pyfunc.PythonModel):
         self.model = load_trained(context.artifacts["model_dir"])
         self.info = load_info(context.artifacts["model_dir"])
 
-    # no type hints on purpose: MLflow would turn them into a list-of-records schema; ours is logged explicitly
-    def predict(self, context, model_input, params=None):
+    # ``pd.DataFrame`` is one of the hints MLflow infers no schema from (ours is logged explicitly) and the form
+    # a request takes once the signature has been enforced; without any hint MLflow warns on every load, past
+    # any warnings filter. Direct calls may still pass a dict or a list of one record (see _request).
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         import torch
 
         n, seed = _request(model_input)

@@ -152,3 +152,46 @@ def test_complete_fills_the_bottom_rows_from_the_registry(mlflow_server, digits_
                        timeout=300)
     assert r.returncode == 0, r.stderr
     assert Image.open(out).size[0] > 0
+
+
+def test_diffusion_samples_with_ddim_or_ddpm_and_inpaints_from_the_registry(
+    mlflow_server, digits_root, monkeypatch, tmp_path
+):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    spec = load_spec(digits_root, "digits")
+    cfg = {"dim": 8, "dim_mults": [1], "attn": False, "timesteps": 50, "sampling_steps": 5, "inpaint_resample": 1}
+    model = build_model("diffusion", cfg, spec)
+    fit(model, data_tensors(spec, *load_split(digits_root, "digits", "train")), TrainConfig(epochs=1, lr=2e-3))
+    save_trained(tmp_path / "ddpm", model, {"family": "diffusion", "model": cfg})
+    c = runs.client()
+    name = "gf-test-diffusion"
+    run_id = runs.find_or_create_run(c, runs.ensure_experiment(c, "registry-test-4"), "key-d", run_name="d", tags={})
+    v = registry.log_sampler(
+        run_id=run_id,
+        model_dir=tmp_path / "ddpm",
+        name=name,
+        sample_params=model.sampler_defaults(),
+        example_output=np.zeros((4, 1, 8, 8), np.float32),
+        tags={"fingerprint": "d"},
+        description="test",
+    )
+    registry.promote(c, name, v)
+
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    ddim = pyfunc.predict({"n": 3, "seed": 0}, params={"sampler": "ddim", "steps": 2, "eta": 0.0})
+    again = pyfunc.predict({"n": 3, "seed": 0}, params={"sampler": "ddim", "steps": 2, "eta": 0.0})
+    ddpm = pyfunc.predict({"n": 3, "seed": 0}, params={"sampler": "ddpm"})
+    assert np.asarray(ddim).shape == np.asarray(ddpm).shape == (3, 1, 8, 8)
+    assert np.array_equal(ddim, again) and not np.array_equal(ddim, ddpm)  # the option reaches the sampler
+
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    (work / "data" / "prepared").symlink_to(digits_root)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    for args in (["sample", "-n", "4", "--sampler", "ddim", "--steps", "3", "--eta", "1.0"],
+                 ["inpaint", "--dataset", "digits", "--mask", "center", "-n", "2", "--steps", "3"]):  # fmt: skip
+        out = work / f"{args[0]}.png"
+        r = subprocess.run([str(BIN / "genfoundry"), *args, "--model", f"{name}@champion", "-o", str(out)],
+                           cwd=work, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert Image.open(out).size[0] > 0
