@@ -6,8 +6,10 @@
 Every 0.5 s it walks the process tree under ``dvc repro``; a stage is a process whose command line runs
 ``-m pipelines.<stage> [args]``, together with everything it started (its local Ray instance - GCS, raylet,
 the training workers - is its descendant). Per stage: wall seconds from first to last sight, and the peak of
-the summed resident set size (RSS) of that tree. Summed RSS counts shared pages once per process, so it is an
-upper bound on the memory the stage really needs. Writes ``reports/benchmarks/pipeline_profile.{json,md}``.
+the summed resident set size (RSS) of that tree, and of its summed proportional set size (PSS: each shared
+page divided among the processes that map it, from /proc/<pid>/smaps_rollup). Summed RSS counts a shared page
+once per process (torch's libraries in every Ray worker), so it is an upper bound on the memory the stage
+needs; summed PSS is what the tree really occupies. Writes ``reports/benchmarks/pipeline_profile.{json,md}``.
 """
 
 from __future__ import annotations
@@ -39,14 +41,16 @@ def stage_of(cmdline: list[str]) -> str | None:
     return f"{module}@{args[0]}" if args else module
 
 
-def tree_rss(proc: psutil.Process) -> int:
-    total = 0
+def tree_memory(proc: psutil.Process) -> tuple[int, int]:
+    """Summed RSS and summed PSS (bytes) of ``proc`` and its descendants."""
+    rss = pss = 0
     for p in [proc, *proc.children(recursive=True)]:
         try:
-            total += p.memory_info().rss
+            m = p.memory_full_info()
         except psutil.Error:
-            pass
-    return total
+            continue
+        rss, pss = rss + m.rss, pss + getattr(m, "pss", m.rss)  # no PSS off Linux: fall back to RSS
+    return rss, pss
 
 
 def profile(dvc_args: list[str]) -> dict:
@@ -54,12 +58,13 @@ def profile(dvc_args: list[str]) -> dict:
     dvc = subprocess.Popen(["dvc", "repro", *dvc_args])
     root = psutil.Process(dvc.pid)
     stages: dict[str, dict[str, float]] = {}
-    peak_total = 0
+    peak_total = peak_total_pss = 0
     while dvc.poll() is None:
         now = time.perf_counter() - t0
         try:
             procs = root.children(recursive=True)
-            peak_total = max(peak_total, tree_rss(root))
+            rss, pss = tree_memory(root)
+            peak_total, peak_total_pss = max(peak_total, rss), max(peak_total_pss, pss)
         except psutil.Error:
             procs = []
         for p in procs:
@@ -67,22 +72,24 @@ def profile(dvc_args: list[str]) -> dict:
                 name = stage_of(p.cmdline())
                 if name is None:
                     continue
-                rss = tree_rss(p)
+                rss, pss = tree_memory(p)
             except psutil.Error:
                 continue
-            s = stages.setdefault(name, {"start_s": now, "end_s": now, "peak_rss_mb": 0.0})
+            s = stages.setdefault(name, {"start_s": now, "end_s": now, "peak_rss_mb": 0.0, "peak_pss_mb": 0.0})
             s["end_s"] = now
             s["peak_rss_mb"] = max(s["peak_rss_mb"], rss / 2**20)
+            s["peak_pss_mb"] = max(s["peak_pss_mb"], pss / 2**20)
         time.sleep(POLL_S)
     wall = time.perf_counter() - t0
     for s in stages.values():
         s["wall_s"] = round(s["end_s"] - s["start_s"] + POLL_S, 1)
-        s["peak_rss_mb"] = round(s["peak_rss_mb"], 1)
+        s["peak_rss_mb"], s["peak_pss_mb"] = round(s["peak_rss_mb"], 1), round(s["peak_pss_mb"], 1)
     return {
         "command": "dvc repro " + " ".join(dvc_args),
         "returncode": dvc.returncode,
         "wall_s": round(wall, 1),
         "peak_rss_mb_whole_tree": round(peak_total / 2**20, 1),
+        "peak_pss_mb_whole_tree": round(peak_total_pss / 2**20, 1),
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "load_avg_after": [round(v, 2) for v in os.getloadavg()],
@@ -96,12 +103,17 @@ def to_markdown(r: dict) -> str:
         "# dvc repro: wall time and peak memory per stage",
         "",
         f"`{r['command'].strip()}` exited {r['returncode']} after {r['wall_s'] / 60:.1f} min on {r['cpus']} CPUs; "
-        f"peak summed RSS of the whole process tree {r['peak_rss_mb_whole_tree'] / 1024:.2f} GiB "
+        f"peak of the whole process tree: summed PSS {r.get('peak_pss_mb_whole_tree', float('nan')) / 1024:.2f} GiB, "
+        f"summed RSS {r['peak_rss_mb_whole_tree'] / 1024:.2f} GiB "
         f"(load average after: {r['load_avg_after']}).",
         "",
-        "| stage | start (min) | wall (s) | peak RSS (MiB, summed over its process tree) |",
-        "|---|---|---|---|",
-        *(f"| {k} | {v['start_s'] / 60:.1f} | {v['wall_s']} | {v['peak_rss_mb']:.0f} |" for k, v in rows),
+        "| stage | start (min) | wall (s) | peak PSS (MiB, summed over its process tree) | peak RSS (MiB, summed) |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {k} | {v['start_s'] / 60:.1f} | {v['wall_s']} | {v.get('peak_pss_mb', float('nan')):.0f} | "
+            f"{v['peak_rss_mb']:.0f} |"
+            for k, v in rows
+        ),
     ]
     by_kind: dict[str, float] = {}
     for k, v in rows:

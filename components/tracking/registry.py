@@ -168,7 +168,8 @@ def decide(
         return Decision(name, version, False, "already champion", (CHAMPION,), metric, value, champion)
     c.set_registered_model_alias(name, CHALLENGER, version)
     if not audit_passed:
-        reason = f"kept champion {champion}: audit failed ({audit_reason})"
+        kept = f"kept champion v{champion}" if champion else "no champion yet"
+        reason = f"{kept}: audit failed ({audit_reason})"
         c.set_model_version_tag(name, version, "promotion", "blocked: " + audit_reason)
         return Decision(name, version, False, reason, (CHALLENGER,), metric, value, champion)
     if value is None or not math.isfinite(value):
@@ -177,7 +178,7 @@ def decide(
         )
     old = version_metric(c, name, champion, metric) if champion else None
     if not better(value, old, mode):
-        reason = f"kept champion {champion}: {metric} {value:.4g} does not beat {old:.4g} ({mode})"
+        reason = f"kept champion v{champion}: {metric} {value:.4g} does not beat {old:.4g} ({mode})"
         return Decision(name, version, False, reason, (CHALLENGER,), metric, value, champion)
     promote(c, name, version)
     reason = (
