@@ -60,14 +60,22 @@ class DomainClassifier(nn.Module):
 
 
 @dataclass(frozen=True)
-class TrainedClassifier:
-    model: DomainClassifier
+class TrainedExtractor:
+    """A trained feature extractor (``model(x)`` -> (B, F) features, as torchmetrics' ``feature=`` wants)
+    and its metadata; the domain classifier and the SimCLR encoder (``simclr.TrainedEncoder``) are ones."""
+
+    model: nn.Module
     meta: dict[str, Any]
 
     @torch.no_grad()
     def features(self, x: Tensor, *, batch_size: int = 1000) -> Tensor:
         self.model.eval()
-        return torch.cat([self.model.features(b) for b in x.split(batch_size)])
+        return torch.cat([self.model(b) for b in x.split(batch_size)])
+
+
+@dataclass(frozen=True)
+class TrainedClassifier(TrainedExtractor):
+    model: DomainClassifier
 
     @torch.no_grad()
     def predict(self, x: Tensor, *, batch_size: int = 1000) -> Tensor:

@@ -32,6 +32,7 @@ from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
 from components.config import SimCLRConfig
+from components.evaluation.features import TrainedExtractor
 from components.io import atomic_path, sha256_file
 
 SUBDIR = "simclr"  # data/features/<dataset>/simclr/, beside the domain classifier
@@ -146,14 +147,8 @@ def projection_head(num_features: int) -> nn.Module:
 
 
 @dataclass(frozen=True)
-class TrainedEncoder:
+class TrainedEncoder(TrainedExtractor):
     model: SimCLREncoder
-    meta: dict[str, Any]
-
-    @torch.no_grad()
-    def features(self, x: Tensor, *, batch_size: int = 1000) -> Tensor:
-        self.model.eval()
-        return torch.cat([self.model(b) for b in x.split(batch_size)])
 
 
 # ----------------------------------------------------------------------------------------------- training
