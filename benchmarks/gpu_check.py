@@ -117,9 +117,7 @@ def check_amp(family: str, root: Path) -> dict[str, Any]:
     return {"activation_dtypes": sorted(str(d) for d in dtypes), "grad_norm": round(grad, 4)}
 
 
-def check_train(
-    family: str, root: Path, n: int, epochs: int, storage: Path, gpus: int
-) -> tuple[Any, dict[str, Any]]:
+def check_train(family: str, root: Path, n: int, epochs: int, storage: Path, gpus: int) -> tuple[Any, dict[str, Any]]:
     from components.config import TrainConfig
     from components.training.driver import TrainJob, train
 

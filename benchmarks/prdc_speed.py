@@ -81,9 +81,7 @@ def run_package(real: np.ndarray, fake: np.ndarray, k: int) -> dict:
     return {"seconds": seconds, "peak_rss_mib": mem.mib, "values": {key: float(values[key]) for key in KEYS}}
 
 
-def run_ours(
-    real: np.ndarray, fake: np.ndarray, k: int, *, device: str, dtype: torch.dtype, chunk: int
-) -> dict:
+def run_ours(real: np.ndarray, fake: np.ndarray, k: int, *, device: str, dtype: torch.dtype, chunk: int) -> dict:
     out: dict = {}
     with PeakRSS() as mem:
         r, f = torch.from_numpy(real).to(device), torch.from_numpy(fake).to(device)

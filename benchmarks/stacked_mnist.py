@@ -203,8 +203,7 @@ def markdown(summary: dict, ref: dict, protocol: dict[str, Any]) -> str:
     for fam, s in summary.items():
         m, k = s["modes"], s["kl"]
         lines.append(
-            f"| {LABELS[fam]} | {m['mean']:.1f}±{m['se']:.1f} | {k['mean']:.3f}±{k['se']:.3f} | this repo, "
-            f"{s['how']} |"
+            f"| {LABELS[fam]} | {m['mean']:.1f}±{m['se']:.1f} | {k['mean']:.3f}±{k['se']:.3f} | this repo, {s['how']} |"
         )
     lines.append(
         f"| real stacked test images (reference) | {ref['modes']} | {ref['kl']:.3f} | this classifier at N = "

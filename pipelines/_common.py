@@ -75,9 +75,7 @@ def experiment_context(key: str) -> tuple[Params, ExperimentConfig, dict[str, An
 def run_info(key: str) -> dict[str, Any]:
     path = MODELS / key / "config.json"
     if not path.exists():
-        raise GenfoundryError(
-            f"experiment {key!r} has no trained model ({path}); run `dvc repro train@{key}`"
-        )
+        raise GenfoundryError(f"experiment {key!r} has no trained model ({path}); run `dvc repro train@{key}`")
     return json.loads(path.read_text())
 
 

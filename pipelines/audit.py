@@ -34,8 +34,15 @@ def main(experiment: str = EXPERIMENT) -> None:
         groups = image_groups(exp.dataset, labels, REPORTS / experiment / "eval")
     else:
         _image_gates_unset(experiment, exp.audit, kind)
-    report = audit_shares(labels["labels"], y_train, labels["class_names"], exp.audit, attribute=attribute,
-                          seed=exp.evaluate.seed, groups=groups)
+    report = audit_shares(
+        labels["labels"],
+        y_train,
+        labels["class_names"],
+        exp.audit,
+        attribute=attribute,
+        seed=exp.evaluate.seed,
+        groups=groups,
+    )
     write_json(REPORTS / experiment / "audit.json", report)
     write_text(REPORTS / experiment / "audit.md", audit_markdown(report, experiment))
     c = runs.client(Path.cwd())

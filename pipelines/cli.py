@@ -26,12 +26,8 @@ app.command("features", help="Train each image dataset's domain classifier and S
 app.command("train", help="Train one experiment on Ray Train (stage train@EXP).")(train.main)
 app.command("evaluate", help="Evaluate one trained experiment (stage evaluate@EXP).")(evaluate.main)
 app.command("audit", help="Bias-audit one evaluated experiment (stage audit@EXP).")(audit.main)
-app.command("register", help="Register one experiment and decide its aliases (stage register@EXP).")(
-    register.main
-)
-app.command("summary", help="Bundle one experiment's reports for the leaderboard (stage summary@EXP).")(
-    report.summary
-)
+app.command("register", help="Register one experiment and decide its aliases (stage register@EXP).")(register.main)
+app.command("summary", help="Bundle one experiment's reports for the leaderboard (stage summary@EXP).")(report.summary)
 app.command("report", help="Write reports/leaderboard.md and .html, log them to MLflow (stage report).")(report.main)
 app.command(
     "tune",
@@ -86,9 +82,7 @@ def rollback(model: str = typer.Argument(..., help="registered model name")) -> 
 @app.command()
 @stage
 def sample(
-    model: str = typer.Option(
-        ..., "--model", "-m", help="registered model: NAME@ALIAS, NAME/VERSION or models:/ URI"
-    ),
+    model: str = typer.Option(..., "--model", "-m", help="registered model: NAME@ALIAS, NAME/VERSION or models:/ URI"),
     n: int = typer.Option(16, "-n", min=1, help="number of samples"),
     seed: int = typer.Option(0, help="random seed"),
     out: Path | None = typer.Option(None, "-o", "--out", help="PNG for images/points (text is printed)"),
@@ -111,17 +105,13 @@ def sample(
     except Exception as e:  # MlflowException, missing alias, unreachable server
         raise GenfoundryError(f"cannot load {model_uri(model)}: {str(e).splitlines()[0]}") from None
     params = {
-        k: v
-        for k, v in dict(steps=steps, sampler=sampler, eta=eta, temperature=temperature).items()
-        if v is not None
+        k: v for k, v in dict(steps=steps, sampler=sampler, eta=eta, temperature=temperature).items() if v is not None
     }
     accepted = pyfunc.metadata.get_params_schema()
     names = {p.name for p in accepted.params} if accepted else set()
     unknown = set(params) - names
     if unknown:
-        raise GenfoundryError(
-            f"{model} does not take {sorted(unknown)}; it accepts {sorted(names) or 'no options'}"
-        )
+        raise GenfoundryError(f"{model} does not take {sorted(unknown)}; it accepts {sorted(names) or 'no options'}")
     result = pyfunc.predict({"n": n, "seed": seed}, params=params or None)
     if isinstance(result, list):
         for s in result:
@@ -230,6 +220,7 @@ def inpaint(
     region is re-noised to each step's level and the unknown one denoised, ``inpaint_resample`` rounds per
     step); PixelCNN can only fill ``--mask bottom`` (raster order)."""
     _fill(model, dataset, n=n, seed=seed, out=out, kind=mask, rows=None, steps=steps)
+
 
 @app.command()
 @stage

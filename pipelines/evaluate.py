@@ -33,9 +33,7 @@ def main(experiment: str = EXPERIMENT) -> None:
 
         clf_dir = FEATURES / exp.dataset
         if not (clf_dir / "meta.json").exists():
-            raise GenfoundryError(
-                f"no domain classifier for {exp.dataset!r} ({clf_dir}); run `dvc repro features`"
-            )
+            raise GenfoundryError(f"no domain classifier for {exp.dataset!r} ({clf_dir}); run `dvc repro features`")
         enc_dir = clf_dir / SUBDIR  # optional (features.simclr.enabled): the label-free second space
         result = harness.evaluate_images(
             model,
@@ -72,9 +70,7 @@ def main(experiment: str = EXPERIMENT) -> None:
     runs.set_tags(c, info["run_id"], {"eval.protocol": result.metrics["protocol"]})
     for f in sorted(p for p in out.glob("*") if p.name != SAMPLES):
         c.log_artifact(info["run_id"], str(f), artifact_path="eval")
-    headline = ", ".join(
-        f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, float) and k in _HEADLINE
-    )
+    headline = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, float) and k in _HEADLINE)
     console.print(f"evaluated [bold]{experiment}[/]: {headline}")
 
 

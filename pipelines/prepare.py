@@ -27,9 +27,7 @@ def main() -> None:
                 raise DataError(f"dataset {name!r}: {e}") from None
             m = prepare_dataset(name, raw, tmp, val=cfg.split.val, test=cfg.split.test, seed=cfg.seed)
             summary[name] = {s: v["n"] for s, v in m["splits"].items()} | {"sha256": m["sha256"][:12]}
-            console.print(
-                f"prepared [bold]{name}[/]: " + ", ".join(f"{s} {v['n']}" for s, v in m["splits"].items())
-            )
+            console.print(f"prepared [bold]{name}[/]: " + ", ".join(f"{s} {v['n']}" for s, v in m["splits"].items()))
     write_json(REPORTS / "prepare.json", summary)
 
 

@@ -72,8 +72,9 @@ def _summary(record: dict) -> None:
         console.print(f"[bold red]error:[/] dvc repro failed: {record.get('error')}", soft_wrap=True)
     if record.get("mlflow_error"):
         console.print(f"[yellow]warning:[/] the record did not reach MLflow: {record['mlflow_error']}", soft_wrap=True)
-    console.print(f"retrain: {record['outcome']} in {record['duration_s']}s; record appended to {record['log']}",
-                  soft_wrap=True)
+    console.print(
+        f"retrain: {record['outcome']} in {record['duration_s']}s; record appended to {record['log']}", soft_wrap=True
+    )
 
 
 if __name__ == "__main__":

@@ -200,7 +200,7 @@ def apply_best(experiment: str, path: Path = PARAMS) -> None:
     tmp.replace(path)
     console.print(
         f"params.yaml: experiments.{experiment} <- "
-        + ", ".join(f"{k[len(prefix):]} = {v}" for k, v in best.items())
+        + ", ".join(f"{k[len(prefix) :]} = {v}" for k, v in best.items())
         + f"; `dvc repro` retrains {experiment} with them",
         highlight=False,
     )

@@ -67,7 +67,9 @@ def per_group_quality(
         if len(values) >= 2:
             g = group_gap(values)
             out[f"{metric}_gap"], out[f"{metric}_max_group"], out[f"{metric}_min_group"] = (
-                g["gap"], g["max_group"], g["min_group"]
+                g["gap"],
+                g["max_group"],
+                g["min_group"],
             )
             gaps.append(g["gap"])
         else:

@@ -33,9 +33,14 @@ def audit_shares(
     if k == 0 or generated is None:
         gates = extra
         failed = _failed(gates)
-        return {"attribute": None, **_group_fields(groups), "gates": _gate_table(gates),
-                "passed": not failed, "failed": failed,
-                "note": "the dataset has no attribute labels: no shares to audit"}
+        return {
+            "attribute": None,
+            **_group_fields(groups),
+            "gates": _gate_table(gates),
+            "passed": not failed,
+            "failed": failed,
+            "note": "the dataset has no attribute labels: no shares to audit",
+        }
     gen = np.asarray(generated, dtype=np.int64)
     n = len(gen)
     labelled = gen[gen >= 0]
@@ -56,9 +61,7 @@ def audit_shares(
         "n_unlabelled": int(n - len(labelled)),
         "shares_generated": dict(zip(class_names, p_gen_norm.round(6).tolist(), strict=True)),
         "shares_train": dict(zip(class_names, p_train.round(6).tolist(), strict=True)),
-        "shares_ci95": (
-            {c: [lo, hi] for c, lo, hi in zip(class_names, ci["lo"], ci["hi"], strict=True)} if ci else {}
-        ),
+        "shares_ci95": ({c: [lo, hi] for c, lo, hi in zip(class_names, ci["lo"], ci["hi"], strict=True)} if ci else {}),
         "fd_l2": fd["l2"],
         "fd_l1": fd["l1"],
         "fd_kl": fd["kl"],

@@ -38,9 +38,7 @@ def get_source(name: str) -> Callable[..., RawData]:
     return getattr(importlib.import_module(module), fn)
 
 
-def split_indices(
-    n: int, y: np.ndarray | None, *, val: float, test: float, seed: int
-) -> dict[str, np.ndarray]:
+def split_indices(n: int, y: np.ndarray | None, *, val: float, test: float, seed: int) -> dict[str, np.ndarray]:
     """Deterministic train/val/test indices; stratified by ``y`` when labels exist so class shares match."""
     rng = np.random.default_rng(seed)
     groups = [np.arange(n)] if y is None or (y < 0).all() else [np.flatnonzero(y == c) for c in np.unique(y)]
@@ -57,9 +55,7 @@ def split_indices(
     return idx
 
 
-def prepare_dataset(
-    name: str, raw: RawData, out_dir: str | Path, *, val: float, test: float, seed: int
-) -> dict:
+def prepare_dataset(name: str, raw: RawData, out_dir: str | Path, *, val: float, test: float, seed: int) -> dict:
     """Validate, split and save one dataset atomically; return its manifest."""
     x, y = raw.x, raw.y
     if len(x) == 0:
@@ -87,9 +83,7 @@ def prepare_dataset(
         if raw.kind != "text":
             splits[s]["range"] = [float(xs.min()), float(xs.max())] if len(xs) else None
     manifest["splits"] = splits
-    manifest["sha256"] = sha256_arrays(
-        *(np.frombuffer(splits[s]["sha256"].encode(), np.uint8) for s in SPLITS)
-    )
+    manifest["sha256"] = sha256_arrays(*(np.frombuffer(splits[s]["sha256"].encode(), np.uint8) for s in SPLITS))
     with atomic_path(Path(out_dir) / name) as tmp:
         tmp.mkdir()
         for s in SPLITS:

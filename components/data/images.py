@@ -39,9 +39,7 @@ def load_imagefolder(*, path: str | None, **_: object) -> RawData:
     """
     root = _existing(path, "imagefolder")
     if not root.is_dir():
-        raise DataError(
-            f"imagefolder: expected a folder, got file {root}; point 'path' at a folder of images"
-        )
+        raise DataError(f"imagefolder: expected a folder, got file {root}; point 'path' at a folder of images")
     subdirs = sorted(p for p in root.iterdir() if p.is_dir())
     if subdirs:
         files = [(f, i) for i, d in enumerate(subdirs) for f in sorted(d.rglob("*")) if _is_image(f)]

@@ -119,11 +119,13 @@ def augmentation_utility(
     recipe = dict(num_classes=num_classes, steps=steps, batch_size=batch_size, lr=lr, hidden=hidden, seed=seed)
     with torch_threads(1):  # a small MLP: one thread beats two spin-waiting ones on a shared CPU
         base = train_and_score(x_real, y_real, x_test, y_test, **recipe)
-        aug = train_and_score(
-            torch.cat([x_real, x_fake]), torch.cat([y_real, y_fake]), x_test, y_test, **recipe
-        )
+        aug = train_and_score(torch.cat([x_real, x_fake]), torch.cat([y_real, y_fake]), x_test, y_test, **recipe)
     ci = bootstrap_ci(
-        lambda a, b: b.mean() - a.mean(), base.astype(float), aug.astype(float), n_boot=n_boot, seed=seed,
+        lambda a, b: b.mean() - a.mean(),
+        base.astype(float),
+        aug.astype(float),
+        n_boot=n_boot,
+        seed=seed,
         paired=True,
     )
     return {

@@ -41,9 +41,7 @@ def frechet_distance(f1: Features, f2: Features) -> float:
     return max(float(fid), 0.0)  # round-off can give tiny negatives for identical sets
 
 
-def fid_ci(
-    real: Features, fake: Features, *, n_boot: int = 200, seed: int = 0, alpha: float = 0.05
-) -> CI:
+def fid_ci(real: Features, fake: Features, *, n_boot: int = 200, seed: int = 0, alpha: float = 0.05) -> CI:
     """FID, its centred ``1 − alpha`` bootstrap interval (lower end clamped at 0) and the resampled mean.
 
     Real and generated rows are resampled independently, ``n_boot`` times from ``seed``. Runs on one torch

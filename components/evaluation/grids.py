@@ -23,9 +23,7 @@ def image_grid(
     grid = np.ones((c, ncol * (h + pad) + pad, nrow * (w + pad) + pad), dtype=np.float32) * 0.5
     for i in range(n):
         r, q = divmod(i, nrow)
-        grid[
-            :, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w
-        ] = x[i]
+        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = x[i]
     arr = (np.clip(grid, 0, 1) * 255).round().astype(np.uint8)
     img = Image.fromarray(arr[0] if c == 1 else arr.transpose(1, 2, 0), mode="L" if c == 1 else "RGB")
     scale = max(1, math.ceil(min_cell / h))

@@ -40,9 +40,7 @@ def nn_distances(x: Features, ref: Features, *, k: int = 1, chunk_size: int | No
     return knn(_flat(x), _flat(ref), k=k, chunk_size=chunk_size)[0].numpy()
 
 
-def nn_ratio_memorized(
-    fake: Features, train: Features, *, threshold: float = NN_RATIO_THRESHOLD
-) -> np.ndarray:
+def nn_ratio_memorized(fake: Features, train: Features, *, threshold: float = NN_RATIO_THRESHOLD) -> np.ndarray:
     """Per generated sample: is ‖x − NN₁‖ < threshold · ‖x − NN₂‖ in the training set (or an exact copy)?"""
     d = nn_distances(fake, train, k=2)  # (M, 2)
     # d1 = 0 is an exact copy, memorized even when the training set holds a duplicate (d2 = 0 too).

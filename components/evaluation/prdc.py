@@ -225,9 +225,7 @@ class PRDC(Metric):
         if not self.real_features or not self.fake_features:
             raise ValueError("Expected both real and fake features; call update(x, real=True/False) first")
         real, fake = dim_zero_cat(self.real_features), dim_zero_cat(self.fake_features)
-        res = prdc_per_k(
-            real, fake, ks=(self.pr_k, self.dc_k), chunk_size=self.chunk_size, dtype=self.compute_dtype
-        )
+        res = prdc_per_k(real, fake, ks=(self.pr_k, self.dc_k), chunk_size=self.chunk_size, dtype=self.compute_dtype)
         pr, dc = res[self.pr_k], res[self.dc_k]
         values = {
             "precision": pr["precision"],

@@ -27,9 +27,7 @@ class DigitClassifier(Protocol):
     def predict(self, x: Tensor) -> Tensor | np.ndarray: ...
 
 
-def make_stacked(
-    images: np.ndarray, labels: np.ndarray, n: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def make_stacked(images: np.ndarray, labels: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``n`` Stacked MNIST images from single digits: channel c of image i is ``images[idx[i, c]]`` for
     three independent uniform draws; returns float32 (n, 3, H, W) and the modes 100·d0 + 10·d1 + d2 (int64).
 

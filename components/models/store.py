@@ -35,9 +35,7 @@ def save_trained(directory: str | Path, model: GenerativeModel, info: dict[str, 
 def load_info(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / CONFIG
     if not path.exists():
-        raise GenfoundryError(
-            f"no trained model in {directory} ({CONFIG} missing); run its train stage first"
-        )
+        raise GenfoundryError(f"no trained model in {directory} ({CONFIG} missing); run its train stage first")
     return json.loads(path.read_text())
 
 

@@ -99,9 +99,7 @@ class VAE(GenerativeModel):
     def elbo_terms(self, x: Tensor) -> dict[str, Tensor]:
         """Per-image reconstruction NLL and KL, in nats, averaged over the batch."""
         mu, logvar = self.encoder(self._padded(x))
-        z = (
-            mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        )  # reparameterisation trick (arXiv 1312.6114 §2.4)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # reparameterisation trick (arXiv 1312.6114 §2.4)
         logits = self.decode_logits(z)
         recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1).mean()
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()  # closed form, Appendix B

@@ -97,9 +97,7 @@ def scan(root: Path, watch: list[str], previous: dict[str, dict[str, Any]] | Non
     for entry in watch:
         p = root / entry
         if not p.exists():
-            raise ConfigError(
-                f"retrain.watch: {entry} does not exist; create it or fix retrain.watch in params.yaml"
-            )
+            raise ConfigError(f"retrain.watch: {entry} does not exist; create it or fix retrain.watch in params.yaml")
         files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
         for f in files:
             rel = f.relative_to(root).as_posix()
@@ -128,14 +126,12 @@ def dvc_bin() -> str:
 
 def dvc_status(root: Path, dvc: str | None = None) -> dict[str, Any]:
     """``dvc status --json``: out-of-date stage -> what changed (empty when everything is up to date)."""
-    r = subprocess.run(
-        [dvc or dvc_bin(), "status", "--json"], cwd=root, capture_output=True, text=True, env=_env()
-    )
+    r = subprocess.run([dvc or dvc_bin(), "status", "--json"], cwd=root, capture_output=True, text=True, env=_env())
     if r.returncode != 0:
         raise ConfigError(f"`dvc status` failed: {_last_error(r.stderr + r.stdout)}; fix dvc.yaml or params.yaml")
     text = r.stdout.strip()
     try:
-        status = json.loads(text[text.index("{"):]) if "{" in text else {}
+        status = json.loads(text[text.index("{") :]) if "{" in text else {}
     except json.JSONDecodeError:
         raise ConfigError(f"`dvc status --json` printed no JSON: {text[:200]!r}") from None
     return status

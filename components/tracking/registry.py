@@ -173,19 +173,13 @@ def decide(
         c.set_model_version_tag(name, version, "promotion", "blocked: " + audit_reason)
         return Decision(name, version, False, reason, (CHALLENGER,), metric, value, champion)
     if value is None or not math.isfinite(value):
-        return Decision(
-            name, version, False, f"no finite {metric} to compare", (CHALLENGER,), metric, value, champion
-        )
+        return Decision(name, version, False, f"no finite {metric} to compare", (CHALLENGER,), metric, value, champion)
     old = version_metric(c, name, champion, metric) if champion else None
     if not better(value, old, mode):
         reason = f"kept champion v{champion}: {metric} {value:.4g} does not beat {old:.4g} ({mode})"
         return Decision(name, version, False, reason, (CHALLENGER,), metric, value, champion)
     promote(c, name, version)
-    reason = (
-        "first champion"
-        if champion is None
-        else f"{metric} {value:.4g} beats champion {champion} ({old:.4g})"
-    )
+    reason = "first champion" if champion is None else f"{metric} {value:.4g} beats champion {champion} ({old:.4g})"
     return Decision(name, version, True, reason, (CHAMPION, CHALLENGER), metric, value, champion)
 
 

@@ -176,9 +176,7 @@ def _train_ray(job: TrainJob, spec: Any, on_event: EventSink | None) -> tuple[Ge
     if diverged:
         raise DivergenceError(diverged[0])
     if result.checkpoint is None:
-        raise GenfoundryError(
-            f"training of {job.key!r} produced no checkpoint (train.epochs = {job.train.epochs})"
-        )
+        raise GenfoundryError(f"training of {job.key!r} produced no checkpoint (train.epochs = {job.train.epochs})")
     model = build_model(job.family, job.model, spec)
     with result.checkpoint.as_directory() as d:
         state = load_checkpoint(d, model)

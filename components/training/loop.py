@@ -51,16 +51,12 @@ def data_tensors(spec: DataSpec, x: np.ndarray, y: np.ndarray) -> tuple[Tensor, 
 
 def optim_config(cfg: TrainConfig, device: torch.device) -> OptimConfig:
     amp = cfg.amp and device.type == "cuda"
-    return OptimConfig(
-        lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, grad_clip=cfg.grad_clip, amp=amp
-    )
+    return OptimConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, grad_clip=cfg.grad_clip, amp=amp)
 
 
 def make_loader(data: tuple[Tensor, ...], cfg: TrainConfig, *, rank: int, world: int) -> DataLoader:
     ds = TensorDataset(*data)
-    sampler = DistributedSampler(
-        ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True
-    )
+    sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
     batch = min(cfg.batch_size, max(1, len(sampler)))
     return DataLoader(ds, batch_size=batch, sampler=sampler, drop_last=True)
 
@@ -123,9 +119,7 @@ def run_epochs(
                 on_step(epoch, i + 1)
         means = _all_reduce_means(sums, n, device)
         bad = {
-            k: v
-            for k, v in means.items()
-            if not math.isfinite(v) or (k.startswith("loss") and abs(v) > cfg.max_loss)
+            k: v for k, v in means.items() if not math.isfinite(v) or (k.startswith("loss") and abs(v) > cfg.max_loss)
         }
         if bad:
             k, v = next(iter(bad.items()))
@@ -202,9 +196,7 @@ def fit(
         if callback is not None:
             callback(s.epoch, means)
 
-    run_epochs(
-        model, step, make_loader(data, cfg, rank=0, world=1), cfg, state, device=device, on_epoch=on_epoch
-    )
+    run_epochs(model, step, make_loader(data, cfg, rank=0, world=1), cfg, state, device=device, on_epoch=on_epoch)
     return state.history
 
 
@@ -265,9 +257,7 @@ def train_worker(config: dict[str, Any]) -> None:
     def wrap(m: nn.Module) -> nn.Module:
         if world == 1:
             return m
-        return nn.parallel.DistributedDataParallel(
-            m, device_ids=[device.index] if device.type == "cuda" else None
-        )
+        return nn.parallel.DistributedDataParallel(m, device_ids=[device.index] if device.type == "cuda" else None)
 
     step = model.make_train_step(wrap=wrap, optim=optim_config(cfg, device))
     val_loader = None

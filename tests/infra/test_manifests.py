@@ -272,12 +272,7 @@ def _walk(node: Any, path: str = "") -> Iterator[tuple[str, Any, Any]]:
 
 
 def _referenced_secrets() -> set[tuple[str, str]]:
-    return {
-        (value["name"], value["key"])
-        for _, doc in DOCS
-        for _, key, value in _walk(doc)
-        if key == "secretKeyRef"
-    }
+    return {(value["name"], value["key"]) for _, doc in DOCS for _, key, value in _walk(doc) if key == "secretKeyRef"}
 
 
 @pytest.mark.parametrize("item", DOCS, ids=_doc_id)

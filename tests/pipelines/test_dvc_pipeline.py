@@ -44,10 +44,16 @@ def _params(epochs_b: int = 1) -> dict:
         "ray": {"storage_path": "ray_results"},
         "retrain": {"watch": ["data/raw"], "warm_start": True},  # dvc.yaml: train stages read warm_start
         "experiments": {
-            "vae_a": {**exp, "dataset": "digits",
-                      "train": {"epochs": 2, "batch_size": 64, "lr": 0.003, "num_workers": 2}},
-            "vae_b": {**exp, "dataset": "user",
-                      "train": {"epochs": epochs_b, "batch_size": 64, "lr": 0.003, "num_workers": 0}},
+            "vae_a": {
+                **exp,
+                "dataset": "digits",
+                "train": {"epochs": 2, "batch_size": 64, "lr": 0.003, "num_workers": 2},
+            },
+            "vae_b": {
+                **exp,
+                "dataset": "user",
+                "train": {"epochs": epochs_b, "batch_size": 64, "lr": 0.003, "num_workers": 0},
+            },
         },
     }
 
@@ -79,11 +85,7 @@ def project(tmp_path_factory, mlflow_server):
     _write_user_digits(d / "data" / "raw" / "user", slice(0, 60))  # 600 images; more arrive later
     (d / "params.yaml").write_text(yaml.safe_dump(_params()))
     (d / ".gitignore").write_text("/logs/\n/.genfoundry/\n")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PYTEST", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "MLFLOW_TRACKING_URI", "RAY_ADDRESS"))}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(d)  # the stages import this copy
     env["MLFLOW_TRACKING_URI"] = mlflow_server
@@ -207,7 +209,9 @@ def test_retrain_on_new_data_registers_a_version_and_records_the_decision(projec
     assert run.info.experiment_id == exp.experiment_id and run.data.tags["outcome"] == "retrained"
     assert run.data.tags["decision.vae_b"].startswith(outcome["decision"])
     local = mlflow.artifacts.download_artifacts(
-        run_id=run.info.run_id, artifact_path="retrain_record.json", dst_path=str(d / "logs"),
+        run_id=run.info.run_id,
+        artifact_path="retrain_record.json",
+        dst_path=str(d / "logs"),
         tracking_uri=env["MLFLOW_TRACKING_URI"],
     )
     logged = json.loads(Path(local).read_text())
@@ -216,7 +220,9 @@ def test_retrain_on_new_data_registers_a_version_and_records_the_decision(projec
     r = _retrain(d, env)  # nothing new: nothing runs, no new version
     assert r.returncode == 0 and "Running stage" not in r.stdout
     assert _records(d)[-1]["outcome"] == "nothing_to_do" and _records(d)[-1]["changes"]["files"] == {
-        "added": [], "changed": [], "removed": []
+        "added": [],
+        "changed": [],
+        "removed": [],
     }
     assert len(c.search_model_versions("name = 'gf-vae_b'")) == len(versions_before) + 1
 
@@ -266,9 +272,7 @@ def test_a_bad_param_stops_the_stage_with_one_line(project):
     r = _run([sys.executable, "-m", "pipelines.train", "vae_a"], d, env, check=False)
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
-    assert lines == [
-        "error: params.yaml: 'experiments.vae_a.train.lr' = -1: expected input should be greater than 0"
-    ]
+    assert lines == ["error: params.yaml: 'experiments.vae_a.train.lr' = -1: expected input should be greater than 0"]
     n = len(_records(d))
     r = _retrain(d, env)  # the scheduler's view: exit code 2, the same line, nothing run or recorded
     assert r.returncode == 2 and [ln for ln in r.stderr.splitlines() if ln.strip()] == lines

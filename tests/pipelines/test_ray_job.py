@@ -32,14 +32,31 @@ def _port() -> int:
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
     token = secrets.token_hex(32)  # Ray 2.60 clusters require token auth; the CLI reads RAY_AUTH_TOKEN
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN": token,
+    }
     env.pop("RAY_ADDRESS", None)
     gcs, dash = _port(), _port()
     subprocess.run(
-        [str(BIN / "ray"), "start", "--head", f"--port={gcs}", f"--dashboard-port={dash}", "--num-cpus=2",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1", "--disable-usage-stats"],
-        env=env, check=True, capture_output=True, timeout=180,
+        [
+            str(BIN / "ray"),
+            "start",
+            "--head",
+            f"--port={gcs}",
+            f"--dashboard-port={dash}",
+            "--num-cpus=2",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=180,
     )
     address = f"http://127.0.0.1:{dash}"
     try:
@@ -59,16 +76,37 @@ def test_job_submit_trains_on_the_cluster(ray_cluster, mlflow_server, tmp_path):
         "prepare": {"datasets": {"digits": {"source": "digits"}}},
         "ray": {"storage_path": str(storage)},
         "mlflow": {"experiment": "cluster-job"},
-        "experiments": {"vae_job": {"family": "vae", "dataset": "digits", "model": {"latent_dim": 4, "width": 8},
-                                    "train": {"epochs": 2, "batch_size": 64, "num_workers": 2}}},
+        "experiments": {
+            "vae_job": {
+                "family": "vae",
+                "dataset": "digits",
+                "model": {"latent_dim": 4, "width": 8},
+                "train": {"epochs": 2, "batch_size": 64, "num_workers": 2},
+            }
+        },
     }
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     runtime_env = {"env_vars": {"MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_DISABLE_TELEMETRY": "true"}}
     r = subprocess.run(
-        [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", str(work),
-         "--runtime-env-json", json.dumps(runtime_env), "--",
-         "bash", "-c", "python -m pipelines.prepare && python -m pipelines.train vae_job"],
-        env=env, capture_output=True, text=True, timeout=600,
+        [
+            str(BIN / "ray"),
+            "job",
+            "submit",
+            "--address",
+            address,
+            "--working-dir",
+            str(work),
+            "--runtime-env-json",
+            json.dumps(runtime_env),
+            "--",
+            "bash",
+            "-c",
+            "python -m pipelines.prepare && python -m pipelines.train vae_job",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "succeeded" in r.stdout

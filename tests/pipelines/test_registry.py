@@ -25,9 +25,7 @@ BIN = Path(sys.executable).parent
 def model_dir(tmp_path_factory, digits_root):
     spec = load_spec(digits_root, "digits")
     model = build_model("vae", {"latent_dim": 4, "width": 8}, spec)
-    fit(
-        model, data_tensors(spec, *load_split(digits_root, "digits", "train")), TrainConfig(epochs=1, lr=2e-3)
-    )
+    fit(model, data_tensors(spec, *load_split(digits_root, "digits", "train")), TrainConfig(epochs=1, lr=2e-3))
     d = tmp_path_factory.mktemp("models") / "vae_digits"
     save_trained(d, model, {"family": "vae", "model": {"latent_dim": 4, "width": 8}})
     return d
@@ -124,9 +122,7 @@ def test_champion_samples_from_the_registry_alone(mlflow_server, model_dir, monk
         text=True,
         timeout=300,
     )
-    assert r.returncode == 2 and r.stderr.strip().startswith(
-        "error: cannot load models:/gf-test-sampler@nope"
-    )
+    assert r.returncode == 2 and r.stderr.strip().startswith("error: cannot load models:/gf-test-sampler@nope")
     assert torch.equal(torch.as_tensor(a), torch.as_tensor(b))
 
 
@@ -147,9 +143,27 @@ def test_complete_fills_the_bottom_rows_from_the_registry(mlflow_server, digits_
     (work / "data" / "prepared").symlink_to(digits_root)
     out = work / "completion.png"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    r = subprocess.run([str(BIN / "genfoundry"), "complete", "--model", f"{name}@champion", "--dataset", "digits",
-                        "-n", "4", "--rows", "4", "-o", str(out)], cwd=work, env=env, capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        [
+            str(BIN / "genfoundry"),
+            "complete",
+            "--model",
+            f"{name}@champion",
+            "--dataset",
+            "digits",
+            "-n",
+            "4",
+            "--rows",
+            "4",
+            "-o",
+            str(out),
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert Image.open(out).size[0] > 0
 

@@ -51,9 +51,15 @@ def champion(tmp_path_factory, digits_root, mlflow_server):
             tags={"fingerprint": "serve"},
             description="serve test",
             card=lambda v: model_card(
-                name=NAME, version=v, experiment="serve", info={**info, "run_id": run_id, "data_sha256": "abc"},
-                params={"train.lr": "0.001"}, metrics={"fid": 1.5, "protocol": {"seed": 0}}, audit=audit,
-                git_commit="deadbeef", sample_image=grid.name,
+                name=NAME,
+                version=v,
+                experiment="serve",
+                info={**info, "run_id": run_id, "data_sha256": "abc"},
+                params={"train.lr": "0.001"},
+                metrics={"fid": 1.5, "protocol": {"seed": 0}},
+                audit=audit,
+                git_commit="deadbeef",
+                sample_image=grid.name,
             ),
             card_files=[grid],
         )
@@ -72,11 +78,21 @@ def test_version_carries_a_model_card_signature_and_input_example(champion, mlfl
     uri = f"runs:/{run_id}/model_card/v{version}/model_card.md"
     assert mv.tags["model_card"] == uri and f"Model card: [model_card.md]({uri})" in mv.description
     card = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path))).read_text()
-    for section in ("## Data", "data sha256: `abc`", "## Params", "| train.lr | 0.001 |", "| fid | 1.5 |",
-                    "## Audit", "| fd_l2 |", "## Protocol", "![samples](samples.png)"):
+    for section in (
+        "## Data",
+        "data sha256: `abc`",
+        "## Params",
+        "| train.lr | 0.001 |",
+        "| fid | 1.5 |",
+        "## Audit",
+        "| fd_l2 |",
+        "## Protocol",
+        "![samples](samples.png)",
+    ):
         assert section in card
     assert {a.path for a in c.list_artifacts(run_id, f"model_card/v{version}")} == {
-        f"model_card/v{version}/model_card.md", f"model_card/v{version}/samples.png"
+        f"model_card/v{version}/model_card.md",
+        f"model_card/v{version}/samples.png",
     }
 
     info = mlflow.models.get_model_info(f"models:/{NAME}@champion")
@@ -111,9 +127,25 @@ def test_mlflow_models_serve_answers_invocations(champion, mlflow_server, free_p
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"  # the server runs `uvicorn` from PATH
     t0 = time.time()
     proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{NAME}@champion", "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(free_port), "-w", "1"],
-        cwd=tmp_path, env=env, stdout=open(tmp_path / "serve.log", "w"), stderr=subprocess.STDOUT,
+        [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            f"models:/{NAME}@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(free_port),
+            "-w",
+            "1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=open(tmp_path / "serve.log", "w"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:

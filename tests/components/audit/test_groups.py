@@ -26,8 +26,13 @@ def test_quality_gap_is_zero_ish_for_a_fair_generator_and_one_for_a_one_class_on
     one = fake[y_fake == 0]
     biased = per_group_quality(real, y_real, one, np.zeros(len(one)), NAMES)
     assert biased["per_group"]["a"]["recall"] > 0.8
-    assert biased["per_group"]["b"] == {"n_real": 60, "n_generated": 0, "precision": None, "recall": 0.0,
-                                        "note": "at most k=3 generated samples: recall 0"}
+    assert biased["per_group"]["b"] == {
+        "n_real": 60,
+        "n_generated": 0,
+        "precision": None,
+        "recall": 0.0,
+        "note": "at most k=3 generated samples: recall 0",
+    }
     assert biased["recall_gap"] == pytest.approx(biased["per_group"]["a"]["recall"])
     assert biased["precision_gap"] is None  # one class with a precision: no gap
     assert biased["gap"] == biased["recall_gap"]
@@ -54,8 +59,14 @@ def test_memorization_rate_per_group_ignores_tiny_groups_in_the_gated_value():
 def test_gates_name_the_gate_value_and_threshold_and_optional_gates_stay_optional():
     groups = {
         "quality": {"k": 3, "per_group": {}, "precision_gap": 0.1, "recall_gap": 0.7, "gap": 0.7},
-        "memorization": {"rate": 0.02, "value": 0.05, "per_group": {}, "max_group_rate": 0.05, "min_group": 10,
-                         "rule": "r"},
+        "memorization": {
+            "rate": 0.02,
+            "value": 0.05,
+            "per_group": {},
+            "max_group_rate": 0.05,
+            "min_group": 10,
+            "rule": "r",
+        },
     }
     labels, train = [0, 1, 2] * 10, np.array([0, 1, 2] * 10)
     ungated = audit_shares(labels, train, NAMES, AuditConfig(), groups=groups)
@@ -70,8 +81,9 @@ def test_gates_name_the_gate_value_and_threshold_and_optional_gates_stay_optiona
     md = audit_markdown(report, "exp")
     assert "Verdict: **FAILED**: quality_gap = 0.7000 > 0.5" in md and "| quality_gap | 0.7000 | 0.5 | NO |" in md
 
-    unmeasured = audit_shares(labels, train, NAMES, cfg, groups={**groups, "quality": {**groups["quality"],
-                                                                                         "gap": None}})
+    unmeasured = audit_shares(
+        labels, train, NAMES, cfg, groups={**groups, "quality": {**groups["quality"], "gap": None}}
+    )
     assert unmeasured["failed"] == ["quality_gap = nan > 0.5"]
 
 

@@ -33,9 +33,7 @@ def test_elbo_matches_its_terms_and_beta():
     assert torch.allclose(out["loss"], out["recon"] + 4.0 * out["kl"])
     assert out["kl"] >= 0
     lik = m.likelihood((x, None))
-    assert lik["nelbo_bits_per_dim"] == pytest.approx(
-        float(lik["nelbo_nats"]) / (64 * 0.6931471805599453), rel=1e-5
-    )
+    assert lik["nelbo_bits_per_dim"] == pytest.approx(float(lik["nelbo_nats"]) / (64 * 0.6931471805599453), rel=1e-5)
 
 
 def test_sampling_is_seeded():

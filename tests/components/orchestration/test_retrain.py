@@ -39,8 +39,11 @@ def test_scan_and_diff_report_added_changed_and_removed_files(tmp_path):
     (raw / "2.txt").unlink()
     (raw / "3.txt").write_text("three")
     second = scan(tmp_path, ["data/raw"], first)
-    assert diff(first, second) == {"added": ["data/raw/3.txt"], "changed": ["data/raw/a/1.png"],
-                                   "removed": ["data/raw/2.txt"]}
+    assert diff(first, second) == {
+        "added": ["data/raw/3.txt"],
+        "changed": ["data/raw/a/1.png"],
+        "removed": ["data/raw/2.txt"],
+    }
     assert diff(second, scan(tmp_path, ["data/raw"], second)) == {"added": [], "changed": [], "removed": []}
     with pytest.raises(ConfigError, match="retrain.watch: data/nope does not exist"):
         scan(tmp_path, ["data/nope"])

@@ -39,19 +39,55 @@ def entries():
                               "delta_ci95": [-0.034, -0.002], "n_real": 3500, "n_generated": 2000},
              "protocol": {"n_generated": 2000, "n_real": 1000, "seed": 0}}  # fmt: skip
     return [
-        _entry("vae_mnist", "vae", {**image, "test_nelbo_bits_per_dim": 0.196, "test_nelbo_nats": 106.7},
-               figures={"samples": PNG, "interpolation": PNG}),  # fmt: skip
-        _entry("pixelcnn_mnist", "pixelcnn", {**image, "test_nll_bits_per_dim": 0.52}, model={"levels": 4},
-               selection=("test_nll_bits_per_dim", "min")),  # fmt: skip
+        _entry(
+            "vae_mnist",
+            "vae",
+            {**image, "test_nelbo_bits_per_dim": 0.196, "test_nelbo_nats": 106.7},
+            figures={"samples": PNG, "interpolation": PNG},
+        ),  # fmt: skip
+        _entry(
+            "pixelcnn_mnist",
+            "pixelcnn",
+            {**image, "test_nll_bits_per_dim": 0.52},
+            model={"levels": 4},
+            selection=("test_nll_bits_per_dim", "min"),
+        ),  # fmt: skip
         _entry("diffusion_mnist", "diffusion", {**image, "test_nll_bits_per_dim": 1.3}),
-        _entry("gan_mnist", "gan", image, registry={"version": "2", "aliases": ["challenger"], "promoted": False,
-                                                    "champion_before": "1", "reason": "fid 60 >= champion's 50"}),
-        _entry("gpt_names", "gpt", {"test_nll_nats_per_char": 1.94, "bigram_nll_nats_per_char": 2.35,
-                                    "test_nll_vs_bigram": 0.18, "perplexity": 6.95},
-               selection=("test_nll_nats_per_char", "min"), sample_text="ann\nbob\n"),  # fmt: skip
-        _entry("gan_grid25", "gan", {"modes_captured": 24, "pct_high_quality": 91.25, "reverse_kl": 0.0512,
-                                     "protocol": {"mixture": "grid25", "num_modes": 25, "seed": 0}},
-               selection=("reverse_kl", "min")),  # fmt: skip
+        _entry(
+            "gan_mnist",
+            "gan",
+            image,
+            registry={
+                "version": "2",
+                "aliases": ["challenger"],
+                "promoted": False,
+                "champion_before": "1",
+                "reason": "fid 60 >= champion's 50",
+            },
+        ),
+        _entry(
+            "gpt_names",
+            "gpt",
+            {
+                "test_nll_nats_per_char": 1.94,
+                "bigram_nll_nats_per_char": 2.35,
+                "test_nll_vs_bigram": 0.18,
+                "perplexity": 6.95,
+            },
+            selection=("test_nll_nats_per_char", "min"),
+            sample_text="ann\nbob\n",
+        ),  # fmt: skip
+        _entry(
+            "gan_grid25",
+            "gan",
+            {
+                "modes_captured": 24,
+                "pct_high_quality": 91.25,
+                "reverse_kl": 0.0512,
+                "protocol": {"mixture": "grid25", "num_modes": 25, "seed": 0},
+            },
+            selection=("reverse_kl", "min"),
+        ),  # fmt: skip
     ]
 
 

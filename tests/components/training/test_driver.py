@@ -55,7 +55,6 @@ def test_two_workers_train_reproducibly(ray_session, digits_root, tmp_path):
             assert math.isclose(h[k], g[k], rel_tol=TWO_WORKER_RTOL, abs_tol=0), (k, h[k], g[k])
 
 
-
 def test_divergence_under_ray_fails_without_retrying(ray_session, digits_root, tmp_path):
     with pytest.raises(DivergenceError, match="max_loss"):
         train(_job(digits_root, tmp_path, epochs=2, max_loss=1.0, max_failures=3))
@@ -95,7 +94,6 @@ def test_killed_worker_resumes_from_checkpoint(ray_session, digits_root, tmp_pat
     steps = sorted(m.step for m in c.get_metric_history(run_id, "train/loss"))
     assert steps == list(range(1, epochs + 1))  # no duplicated or missing epochs
     assert c.get_run(run_id).data.tags["train.resumed_from"] == str(starts[1]["epoch"])
-
 
 
 @pytest.mark.parametrize(
