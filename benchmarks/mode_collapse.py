@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import time
@@ -36,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from components.evaluation.stats import mean_se
 from components.reporting.published import PACGAN_TABLE1
 
 DATASETS = ("ring8", "grid25")
@@ -137,11 +137,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
     for cfg, per_ds in out.items():
         for ds in per_ds:
             rs = [r for r in runs if r["config"] == cfg and r["dataset"] == ds]
-            per_ds[ds] = {}
-            for k in METRICS:
-                v = np.array([r[k] for r in rs], dtype=float)
-                se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
-                per_ds[ds][k] = {"mean": float(v.mean()), "se": se, "n": len(v)}
+            per_ds[ds] = {k: mean_se([r[k] for r in rs]) for k in METRICS}
     return out
 
 

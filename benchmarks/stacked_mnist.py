@@ -45,6 +45,7 @@ from components.data.spec import DataSpec
 from components.evaluation.features import TrainedClassifier, load_classifier, train_classifier
 from components.evaluation.harness import generate
 from components.evaluation.stacked import NUM_MODES, count_stacked_modes, make_stacked, stacked_modes
+from components.evaluation.stats import mean_se
 from components.models import build_model
 from components.reporting.published import STACKED_MNIST
 from components.training.loop import fit
@@ -176,11 +177,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
     out: dict[str, dict[str, dict[str, float]]] = {}
     for fam in dict.fromkeys(r["family"] for r in runs):
         rs = [r for r in runs if r["family"] == fam]
-        out[fam] = {}
-        for k in ("modes", "kl"):
-            v = np.array([r[k] for r in rs], dtype=float)
-            se = float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
-            out[fam][k] = {"mean": float(v.mean()), "se": se, "n": len(v)}
+        out[fam] = {k: mean_se([r[k] for r in rs]) for k in ("modes", "kl")}
         steps = sorted({r["steps"] for r in rs})
         opts = rs[0].get("sampler_options") or {}
         sampler = f", DDIM-{opts['steps']}" if "steps" in opts else ""

@@ -20,6 +20,15 @@ def _as_numpy(a: np.ndarray | torch.Tensor) -> np.ndarray:
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
 
 
+def kl_to_uniform(counts: np.ndarray) -> float:
+    """KL(p̂ ‖ U_K) = log K − H(p̂) in nats for a histogram of ``counts`` over K modes (0 log 0 = 0); log K,
+    the value under total collapse, for an empty histogram."""
+    c = np.asarray(counts, dtype=np.float64)
+    if c.sum() <= 0:
+        return math.log(len(c))
+    return max(math.log(len(c)) - float(entropy(c)), 0.0)  # clamp −1e-16 round-off of a uniform histogram
+
+
 def mode_metrics(
     samples: np.ndarray | torch.Tensor,
     means: np.ndarray | torch.Tensor,
@@ -45,12 +54,10 @@ def mode_metrics(
     hq = dist[np.arange(len(x)), nearest] <= hq_sigmas * sigma  # (N,)
     counts = np.bincount(nearest[hq], minlength=k)  # (K,)
     n_hq = int(counts.sum())
-    # KL(p̂ ‖ U_K) = log K − H(p̂); scipy's entropy treats 0·log 0 as 0.
-    reverse_kl = math.log(k) - float(entropy(counts)) if n_hq > 0 else math.log(k)
     return {
         "modes_captured": int((counts > 0).sum()),
         "pct_high_quality": 100.0 * n_hq / len(x),
-        "reverse_kl": max(reverse_kl, 0.0),  # clamp -1e-16 round-off for a perfectly uniform histogram
+        "reverse_kl": kl_to_uniform(counts),
         "per_mode_counts": counts.tolist(),
         "num_modes": k,
         "num_samples": len(x),

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from components.evaluation.modes import kl_to_uniform
+
 NUM_MODES = 1000
 CHANNELS = 3
 
@@ -48,13 +50,6 @@ def make_stacked(images: np.ndarray, labels: np.ndarray, n: int, seed: int) -> t
     return x[idx], digits @ np.array([100, 10, 1], dtype=np.int64)  # (n, 3, H, W), (n,)
 
 
-def mode_kl_to_uniform(counts: np.ndarray) -> float:
-    """KL(p̂ ‖ U_K) = Σ_k p̂_k log(K p̂_k) in nats, for a histogram of counts over K modes (0 log 0 = 0)."""
-    c = np.asarray(counts, dtype=np.float64)
-    p = c[c > 0] / c.sum()
-    return float(np.sum(p * np.log(len(c) * p)))
-
-
 def stacked_modes(images: Tensor | np.ndarray, classifier: DigitClassifier) -> np.ndarray:
     """The mode (0..999) of each (N, 3, H, W) image: each channel labelled by ``classifier`` on its own."""
     x = torch.as_tensor(np.asarray(images, dtype=np.float32) if isinstance(images, np.ndarray) else images)
@@ -75,7 +70,7 @@ def count_stacked_modes(images: Tensor | np.ndarray, classifier: DigitClassifier
     counts = np.bincount(modes, minlength=NUM_MODES)  # (1000,)
     return {
         "modes": int((counts > 0).sum()),
-        "kl": mode_kl_to_uniform(counts),
+        "kl": kl_to_uniform(counts),
         "kl_max": math.log(NUM_MODES),
         "n_samples": int(len(modes)),
         "histogram": counts.tolist(),

@@ -27,6 +27,13 @@ class CI(NamedTuple):
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self._asdict().items()}
 
 
+def mean_se(values: Any) -> dict[str, float]:
+    """Mean, standard error (sample std / sqrt(n); 0 for one value) and n of a set of per-seed results."""
+    v = np.asarray(values, dtype=float)
+    se = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+    return {"mean": float(v.mean()), "se": se, "n": len(v)}
+
+
 def _take(a: Any, idx: np.ndarray) -> Any:
     if isinstance(a, torch.Tensor):
         return a[torch.from_numpy(idx).to(a.device)]

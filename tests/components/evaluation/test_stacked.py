@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from components.evaluation.stacked import count_stacked_modes, make_stacked, mode_kl_to_uniform, stacked_modes
+from components.evaluation.modes import kl_to_uniform
+from components.evaluation.stacked import count_stacked_modes, make_stacked, stacked_modes
 
 
 class BrightnessClassifier:
@@ -44,7 +45,7 @@ def test_kl_to_uniform_by_hand():
     r = count_stacked_modes(planted([5] * 30 + [999] * 10), BrightnessClassifier())
     assert r["modes"] == 2 and r["kl"] == pytest.approx(math.log(1000) - h)
     # uniform over 500 modes: log 1000 - log 500 = log 2
-    assert mode_kl_to_uniform(np.r_[np.full(500, 3), np.zeros(500)]) == pytest.approx(math.log(2))
+    assert kl_to_uniform(np.r_[np.full(500, 3), np.zeros(500)]) == pytest.approx(math.log(2))
 
 
 def test_make_stacked_draws_three_independent_digits():
