@@ -2,7 +2,8 @@
 
 A family module (``components/models/<family>.py``) defines:
 
-- ``Config``: a pydantic model of its hyperparameters (unknown keys are errors);
+- its hyperparameters: a pydantic model in :mod:`components.models.configs` (torch-free; unknown keys are
+  errors), named in the family's record in :mod:`components.models.family`;
 - networks (plain ``nn.Module``s) separate from the objective;
 - the objective, a :class:`GenerativeModel` subclass: ``forward(batch)`` returns a dict with the scalar
   ``"loss"`` plus any named terms to log; ``sample(n, generator=...)`` draws samples;
@@ -21,15 +22,11 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 from components.data.spec import DataSpec
+from components.errors import ConfigError
+from components.models.configs import FamilyConfig
 
 Batch = tuple[Tensor, ...]
 Wrap = Callable[[nn.Module], nn.Module]
-
-
-class FamilyConfig(BaseModel):
-    """Base for a family's hyperparameters: strict, immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class OptimConfig(BaseModel):
@@ -115,6 +112,14 @@ class GenerativeModel(nn.Module, ABC):
     def sampler_info(self) -> dict[str, Any]:
         """What sampling used (sampler, steps, EMA or raw weights): recorded in the protocol card."""
         return {}
+
+
+def reject_options(family: str, unknown: dict[str, Any], accepted: tuple[str, ...] = ()) -> None:
+    """Every family's ``sample`` ends its keyword list with ``**unknown`` and calls this: an option it does not
+    take is a :class:`ConfigError` naming it (``evaluate.sampler`` and the registry's params reach ``sample``)."""
+    if unknown:
+        expected = f"options among {list(accepted)}" if accepted else "no sampler options"
+        raise ConfigError(f"{family}.sample: expected {expected}, got {sorted(unknown)}")
 
 
 @contextmanager

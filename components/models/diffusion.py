@@ -17,52 +17,16 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, PositiveInt, model_validator
 from torch import Tensor, nn
 
 from components.data.spec import DataSpec
 from components.errors import ConfigError
-from components.models.base import Batch, FamilyConfig, GenerativeModel, eval_mode
-
-Sampler = Literal["ddim", "ddpm"]
-
-
-class Config(FamilyConfig):
-    """Hyperparameters of the diffusion family (``experiments.<key>.model`` in params.yaml)."""
-
-    # network: Unet for images, MLPDenoiser for points
-    dim: PositiveInt = Field(32, description="Unet base channels")
-    dim_mults: tuple[PositiveInt, ...] = Field((1, 2, 2), min_length=1, description="channel multiplier per level")
-    patch: PositiveInt = Field(1, description="Unet runs at 1/patch resolution (space-to-depth at the input)")
-    attn: bool = Field(True, description="self-attention in the Unet's middle (lowest resolution)")
-    dropout: float = Field(0.0, ge=0, lt=1)
-    mlp_dim: PositiveInt = Field(128, description="MLPDenoiser width (points)")
-    mlp_depth: PositiveInt = Field(3, description="MLPDenoiser residual blocks (points)")
-    point_scale: float = Field(1.0, gt=0, description="points are diffused as x / point_scale")
-    # diffusion
-    timesteps: int = Field(1000, ge=2)
-    schedule: Literal["linear", "cosine"] = "cosine"
-    objective: Literal["eps", "v"] = "eps"
-    min_snr_gamma: float | None = Field(None, gt=0, description="Min-SNR-γ loss weighting (None: L_simple)")
-    ema_decay: float = Field(0.995, ge=0, le=1)
-    ema_start: int = Field(0, ge=0, description="optimizer steps during which the EMA just copies the weights")
-    # sampling defaults (evaluate.sampler and sample(**options) override them)
-    sampler: Sampler = "ddim"
-    sampling_steps: PositiveInt = 50
-    eta: float = Field(0.0, ge=0)
-    use_ema: bool = True
-    inpaint_resample: PositiveInt = Field(5, description="RePaint resampling rounds per step (1: replacement)")
-
-    @model_validator(mode="after")
-    def _steps_fit(self) -> Config:
-        if self.sampling_steps > self.timesteps:
-            raise ValueError(f"expected sampling_steps <= timesteps = {self.timesteps}, got {self.sampling_steps}")
-        return self
-
+from components.models.base import Batch, GenerativeModel, eval_mode, reject_options
+from components.models.configs import DiffusionConfig, DiffusionSampler
 
 # ---------------------------------------------------------------------------------------------------------
 # schedules and Gaussian helpers (pure functions)
@@ -280,7 +244,7 @@ class GaussianDiffusion(GenerativeModel):
     #: the registered sampler's params schema (defaults used when a request names none)
     sample_params: ClassVar[dict[str, Any]] = {"sampler": "ddim", "steps": 50, "eta": 0.0}
 
-    def __init__(self, *, net: nn.Module, spec: DataSpec, config: Config):
+    def __init__(self, *, net: nn.Module, spec: DataSpec, config: DiffusionConfig):
         super().__init__(spec=spec, config=config)
         self.net = net
         self.ema = copy.deepcopy(net).requires_grad_(False)  # saved as ema.*; DDP ignores it (no grad)
@@ -440,7 +404,7 @@ class GaussianDiffusion(GenerativeModel):
         n: int,
         *,
         generator: torch.Generator | None = None,
-        sampler: Sampler | None = None,
+        sampler: DiffusionSampler | None = None,
         steps: int | None = None,
         eta: float | None = None,
         use_ema: bool | None = None,
@@ -450,8 +414,7 @@ class GaussianDiffusion(GenerativeModel):
 
         Unset options take the config's defaults (``sampler``, ``sampling_steps``, ``eta``, ``use_ema``).
         """
-        if unknown:
-            raise ConfigError(f"expected sampler options among sampler, steps, eta, use_ema; got {sorted(unknown)}")
+        reject_options("diffusion", unknown, ("sampler", "steps", "eta", "use_ema"))
         sampler = sampler or self.config.sampler
         if sampler not in ("ddim", "ddpm"):
             raise ConfigError(f"expected sampler 'ddim' or 'ddpm', got {sampler!r}")
@@ -608,7 +571,7 @@ class GaussianDiffusion(GenerativeModel):
         return {"nll_bits_per_dim": (nats / (x0[0].numel() * math.log(2))).mean()}
 
 
-def build(config: Config, spec: DataSpec) -> GaussianDiffusion:
+def build(config: DiffusionConfig, spec: DataSpec) -> GaussianDiffusion:
     """A :class:`Unet` for images (C, H, W) or an :class:`MLPDenoiser` for points (D,), in the objective."""
     if spec.kind == "image":
         if len(spec.shape) != 3:

@@ -15,18 +15,16 @@ the generator and the discriminator are wrapped for data parallelism separately 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 
 from components.data.spec import DataSpec
 from components.errors import ConfigError, DataError
 from components.models.base import (
     Batch,
-    FamilyConfig,
     GenerativeModel,
     OptimConfig,
     TrainStep,
@@ -34,39 +32,14 @@ from components.models.base import (
     autocast,
     eval_mode,
     grad_norm,
+    reject_options,
 )
-
-Loss = Literal["ns", "hinge", "wgan-gp"]
-
-
-class Config(FamilyConfig):
-    """GAN hyperparameters. Unset learning rates and betas fall back to the ``train`` section's."""
-
-    latent_dim: PositiveInt = Field(64, description="size of the Gaussian latent z (PacGAN's 2-D MLPs: 2)")
-    width: PositiveInt = Field(
-        64, description="images: channels of the finest conv layer; points: discriminator hidden units"
-    )
-    g_width: PositiveInt | None = Field(None, description="points: generator hidden units (default: width)")
-    g_depth: PositiveInt = Field(4, description="points: generator hidden layers")
-    d_depth: PositiveInt = Field(3, description="points: discriminator hidden layers")
-    maxout: PositiveInt = Field(1, description="points: maxout pieces per discriminator unit; 1 = LeakyReLU")
-    fourier: int = Field(0, ge=0, description="points: random Fourier features per sample in D's input; 0 = off")
-    fourier_scale: PositiveFloat = Field(2.0, description="points: std of the Fourier frequencies (1 / data unit)")
-    loss: Loss = "ns"
-    gp_weight: float = Field(10.0, ge=0, description="wgan-gp: gradient penalty weight (lambda)")
-    spectral_norm: bool = Field(False, description="spectral normalisation of every discriminator layer")
-    pack: PositiveInt = Field(1, description="PacGAN packing m: samples the discriminator judges at once")
-    d_steps: PositiveInt = Field(1, description="discriminator steps per generator step (same real batch)")
-    lr_d: PositiveFloat | None = Field(None, description="discriminator learning rate (default: train.lr)")
-    lr_g: PositiveFloat | None = Field(None, description="generator learning rate (default: train.lr)")
-    betas: tuple[float, float] | None = Field(None, description="Adam betas (default: train.betas)")
-    init_std: PositiveFloat | None = Field(0.02, description="N(0, std) weight init; None: PyTorch default")
-
+from components.models.configs import GANConfig, GANLoss
 
 # ---------------------------------------------------------------------------------------------- losses
 
 
-def discriminator_loss(kind: Loss, real: Tensor, fake: Tensor) -> Tensor:
+def discriminator_loss(kind: GANLoss, real: Tensor, fake: Tensor) -> Tensor:
     """Discriminator loss from logits (critic values) on real and generated (packed) samples."""
     if kind == "ns":  # -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z)))), arXiv 1406.2661
         return F.softplus(-real).mean() + F.softplus(fake).mean()
@@ -75,7 +48,7 @@ def discriminator_loss(kind: Loss, real: Tensor, fake: Tensor) -> Tensor:
     return fake.mean() - real.mean()  # Wasserstein critic loss (penalty added separately), arXiv 1704.00028
 
 
-def generator_loss(kind: Loss, fake: Tensor) -> Tensor:
+def generator_loss(kind: GANLoss, fake: Tensor) -> Tensor:
     """Generator loss from the discriminator's logits on generated (packed) samples."""
     if kind == "ns":  # non-saturating: -log sigmoid(D(G(z))), arXiv 1406.2661 §3
         return F.softplus(-fake).mean()
@@ -273,7 +246,7 @@ class GAN(GenerativeModel):
 
     family = "gan"
 
-    def __init__(self, *, spec: DataSpec, config: Config):
+    def __init__(self, *, spec: DataSpec, config: GANConfig):
         super().__init__(spec=spec, config=config)
         self.cfg = config
         if spec.kind == "points":
@@ -382,8 +355,7 @@ class GAN(GenerativeModel):
         """``n`` samples (images in [0, 1] or points), drawn in chunks of ``batch_size`` (default 500) with
         BatchNorm's running statistics, so a sample does not depend on the others in its chunk."""
         batch_size = int(options.pop("batch_size", 500))
-        if options:
-            raise ConfigError(f"gan sampler: Expected only the option 'batch_size', got {sorted(options)}")
+        reject_options("gan", options, ("batch_size",))
         z = self.noise(n, generator=generator)  # (n, latent_dim)
         with eval_mode(self.generator):
             return torch.cat([self.generator(zc) for zc in z.split(batch_size)]).float()
@@ -408,7 +380,7 @@ class GAN(GenerativeModel):
         }
 
 
-def build(config: Config, spec: DataSpec) -> GAN:
+def build(config: GANConfig, spec: DataSpec) -> GAN:
     """A GAN for an image dataset (C, H, W) or a points dataset (D,)."""
     if spec.kind == "points" and len(spec.shape) != 1:
         raise ConfigError(f"gan: Expected points of shape (D,), got {spec.shape}")

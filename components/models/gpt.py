@@ -14,21 +14,13 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 
 from components.data.spec import DataSpec
 from components.data.text import BOS, EOS, PAD, decode, seq_len, vocab_size
 from components.errors import ConfigError
-from components.models.base import Batch, FamilyConfig, GenerativeModel
-
-
-class Config(FamilyConfig):
-    n_layer: int = Field(4, ge=1)
-    n_head: int = Field(4, ge=1)
-    n_embd: int = Field(128, ge=1)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    bias: bool = True
+from components.models.base import Batch, GenerativeModel, reject_options
+from components.models.configs import GPTConfig
 
 
 class CausalSelfAttention(nn.Module):
@@ -136,7 +128,7 @@ class GPT(GenerativeModel):
     family = "gpt"
     sample_params: ClassVar[dict[str, Any]] = {"temperature": 1.0}  # the registered sampler's params schema
 
-    def __init__(self, *, spec: DataSpec, config: Config):
+    def __init__(self, *, spec: DataSpec, config: GPTConfig):
         super().__init__(spec=spec, config=config)
         self.net = Transformer(
             vocab_size=vocab_size(spec),
@@ -171,8 +163,10 @@ class GPT(GenerativeModel):
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
         top_k: int | None = None,
+        **unknown: Any,
     ) -> list[str]:
         """``n`` strings, sampled token by token from BOS until EOS, cut at the longest training length."""
+        reject_options("gpt", unknown, ("temperature", "top_k"))
         if temperature <= 0:
             raise ConfigError(f"expected temperature > 0, got {temperature}")
         device = self.net.lm_head.weight.device
@@ -197,7 +191,7 @@ class GPT(GenerativeModel):
         return {"sampler": "ancestral (token by token from BOS)"}
 
 
-def build(config: Config, spec: DataSpec) -> GPT:
+def build(config: GPTConfig, spec: DataSpec) -> GPT:
     if spec.kind != "text":
         raise ConfigError(f"family 'gpt' expected a text dataset, got {spec.name!r} of kind {spec.kind!r}")
     return GPT(spec=spec, config=config)

@@ -19,20 +19,12 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 
 from components.data.spec import DataSpec
 from components.errors import ConfigError
-from components.models.base import Batch, FamilyConfig, GenerativeModel
-
-
-class Config(FamilyConfig):
-    levels: int | None = Field(None, ge=2, description="intensity levels (None: the dataset's own)")
-    dim: int = Field(64, ge=1, description="channels of each stack")
-    n_layers: int = Field(8, ge=1, description="gated layers; the first is mask type A, the rest type B")
-    kernel_size: int = Field(5, ge=3, description="odd")
-    head_dim: int = Field(128, ge=1, description="hidden channels of the 1×1 output head")
+from components.models.base import Batch, GenerativeModel, reject_options
+from components.models.configs import PixelCNNConfig
 
 
 def quantise(x: Tensor, levels: int) -> Tensor:
@@ -161,7 +153,7 @@ class PixelCNN(GenerativeModel):
     family = "pixelcnn"
     sample_params: ClassVar[dict[str, Any]] = {"temperature": 1.0}  # the registered sampler's params schema
 
-    def __init__(self, *, spec: DataSpec, config: Config, levels: int):
+    def __init__(self, *, spec: DataSpec, config: PixelCNNConfig, levels: int):
         super().__init__(spec=spec, config=config)
         self.levels = levels
         self.net = GatedPixelCNNNet(
@@ -194,8 +186,10 @@ class PixelCNN(GenerativeModel):
         generator: torch.Generator | None = None,
         temperature: float = 1.0,
         top_k: int | None = None,
+        **unknown: Any,
     ) -> Tensor:
         """``n`` images (n, C, H, W) in [0, 1], drawn pixel by pixel."""
+        reject_options("pixelcnn", unknown, ("temperature", "top_k"))
         device = self.net.embedding.weight.device
         idx = torch.zeros((n, *self.spec.shape), dtype=torch.long, device=device)  # (n, C, H, W)
         return dequantise(self._fill(idx, 0, generator, temperature, top_k), self.levels)
@@ -256,7 +250,7 @@ class PixelCNN(GenerativeModel):
         return {"sampler": "ancestral, pixel by pixel in raster order", "levels": self.levels}
 
 
-def build(config: Config, spec: DataSpec) -> PixelCNN:
+def build(config: PixelCNNConfig, spec: DataSpec) -> PixelCNN:
     if spec.kind != "image":
         raise ConfigError(f"family 'pixelcnn' expected an image dataset, got {spec.name!r} of kind {spec.kind!r}")
     if config.kernel_size % 2 == 0:

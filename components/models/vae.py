@@ -13,18 +13,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 
 from components.data.spec import DataSpec
 from components.errors import ConfigError
-from components.models.base import Batch, FamilyConfig, GenerativeModel
-
-
-class Config(FamilyConfig):
-    latent_dim: int = Field(16, gt=0)
-    width: int = Field(32, gt=0, description="channels of the first conv layer")
-    beta: float = Field(1.0, ge=0, description="weight of the KL term (β-VAE)")
+from components.models.base import Batch, GenerativeModel, reject_options
+from components.models.configs import VAEConfig
 
 
 def _pad_to_multiple(h: int, m: int = 4) -> int:
@@ -79,7 +73,7 @@ class VAE(GenerativeModel):
 
     family = "vae"
 
-    def __init__(self, *, spec: DataSpec, config: Config):
+    def __init__(self, *, spec: DataSpec, config: VAEConfig):
         super().__init__(spec=spec, config=config)
         c, h, w = spec.shape
         self.size = (h, w)
@@ -111,8 +105,7 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None, **options: Any) -> Tensor:
-        if options:
-            raise ConfigError(f"vae.sample: expected no sampler options, got {sorted(options)}")
+        reject_options("vae", options)
         z = torch.randn(n, self.latent_dim, generator=generator, device=_device(self))
         return torch.sigmoid(self.decode_logits(z))  # mean of the Bernoulli decoder
 
@@ -154,7 +147,7 @@ def _device(m: nn.Module) -> torch.device:
     return next(m.parameters()).device
 
 
-def build(config: Config, spec: DataSpec) -> VAE:
+def build(config: VAEConfig, spec: DataSpec) -> VAE:
     if spec.kind != "image":
         raise ConfigError(f"vae: expected an image dataset, got {spec.kind!r} dataset {spec.name!r}")
     return VAE(spec=spec, config=config)

@@ -15,7 +15,8 @@ from components.config import TrainConfig
 from components.data.spec import DataSpec
 from components.errors import ConfigError
 from components.models import build_model
-from components.models.diffusion import Config, GaussianDiffusion, beta_schedule, build
+from components.models.configs import DiffusionConfig as Config
+from components.models.diffusion import GaussianDiffusion, beta_schedule, build
 from components.training.loop import fit
 
 TINY = {"dim": 8, "dim_mults": (1, 2), "timesteps": 20, "sampling_steps": 5}
@@ -190,7 +191,7 @@ def test_sample_options_are_validated():
         m.sample(2, sampler="euler")
     with pytest.raises(ConfigError, match="expected 1 <= sampling steps"):
         m.sample(2, steps=21)
-    with pytest.raises(ConfigError, match="expected sampler options"):
+    with pytest.raises(ConfigError, match="expected options among"):
         m.sample(2, guidance=3.0)
     with pytest.raises(ValueError, match="sampling_steps <= timesteps"):
         Config(timesteps=10, sampling_steps=50)

@@ -16,9 +16,9 @@ from torch import nn
 from components.data.spec import DataSpec
 from components.errors import ConfigError, DataError
 from components.models.base import OptimConfig
+from components.models.configs import GANConfig as Config
 from components.models.gan import (
     GAN,
-    Config,
     FourierFeatures,
     build,
     discriminator_loss,

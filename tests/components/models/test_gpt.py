@@ -8,7 +8,8 @@ from components.data.text import PAD, encode, vocab_size
 from components.errors import ConfigError
 from components.models import build_model
 from components.models.base import OptimConfig
-from components.models.gpt import Config, build
+from components.models.configs import GPTConfig as Config
+from components.models.gpt import build
 
 
 @pytest.fixture(autouse=True, scope="module")

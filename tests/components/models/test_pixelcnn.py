@@ -7,7 +7,8 @@ from components.data.spec import DataSpec
 from components.errors import ConfigError
 from components.models import build_model
 from components.models.base import OptimConfig
-from components.models.pixelcnn import Config, build, dequantise, quantise
+from components.models.configs import PixelCNNConfig as Config
+from components.models.pixelcnn import build, dequantise, quantise
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -4,7 +4,8 @@ import torch
 from components.data.spec import DataSpec
 from components.errors import ConfigError
 from components.models import build_model
-from components.models.vae import VAE, Config
+from components.models.configs import VAEConfig as Config
+from components.models.vae import VAE
 
 
 def _spec(c=1, h=8, w=8):
