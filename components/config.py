@@ -16,11 +16,15 @@ from pydantic import (
     Field,
     PositiveFloat,
     PositiveInt,
+    PrivateAttr,
     ValidationError,
     model_validator,
 )
 
-from components.errors import ConfigError
+from components.errors import ConfigError, format_validation_error
+from components.models.configs import FamilyConfig
+from components.models.family import FAMILIES, get_family
+from components.tune_config import TuneConfig
 
 
 class Strict(BaseModel):
@@ -124,82 +128,6 @@ class SelectionConfig(Strict):
     mode: Literal["min", "max"] = "min"
 
 
-#: ``train`` keys a search may vary; the others shape the search itself (epochs: ``tune.epochs``; workers:
-#: ``tune.workers_per_trial``) or would only select noise (seed).
-TUNABLE_TRAIN_KEYS = ("batch_size", "lr", "weight_decay", "betas", "grad_clip")
-
-
-class Distribution(Strict):
-    """One hyperparameter's search domain: exactly one of these keys.
-
-    ``choice``/``grid`` list the values (grid: every value is tried, ``num_samples`` times each);
-    ``uniform``/``loguniform`` are [low, high] floats; ``randint`` is [low, high] integers, both included.
-    """
-
-    choice: list[Any] | None = Field(None, min_length=1)
-    grid: list[Any] | None = Field(None, min_length=1)
-    uniform: tuple[float, float] | None = None
-    loguniform: tuple[PositiveFloat, PositiveFloat] | None = None
-    randint: tuple[int, int] | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Distribution:
-        given = [k for k in type(self).model_fields if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                f"expected exactly one of {list(type(self).model_fields)} per hyperparameter, got {given or 'none'}"
-            )
-        kind = given[0]
-        if kind in ("uniform", "loguniform", "randint"):
-            lo, hi = getattr(self, kind)
-            if (lo > hi) if kind == "randint" else (lo >= hi):
-                raise ValueError(f"{kind} [{lo}, {hi}]: expected low < high")
-        return self
-
-    @property
-    def kind(self) -> str:
-        return next(k for k in type(self).model_fields if getattr(self, k) is not None)
-
-    def candidates(self) -> list[Any]:
-        """Values that must all be valid settings: every listed value, or both ends of a range."""
-        value = getattr(self, self.kind)
-        return list(value)
-
-
-class TuneConfig(Strict):
-    """``experiments.<name>.tune``: a Ray Tune search over the family's hyperparameters (``genfoundry tune``)."""
-
-    space: dict[str, Distribution] = Field(
-        ..., description="'train.<key>' or 'model.<key>' -> distribution, e.g. {'train.lr': {loguniform: [1e-4, 1e-2]}}"
-    )
-    num_samples: PositiveInt = 8
-    max_concurrent: PositiveInt | None = Field(None, description="trials at once (None: as many as the cluster fits)")
-    metric: str = Field("val_loss", description="per-epoch metric ASHA compares: loss, val_loss, val_<term>, ...")
-    mode: Literal["min", "max"] = "min"
-    epochs: PositiveInt | None = Field(None, description="epochs of a trial that is never stopped (None: train.epochs)")
-    grace_period: PositiveInt = Field(1, description="ASHA: epochs every trial runs before it can be stopped")
-    reduction_factor: float = Field(2.0, gt=1, description="ASHA: 1/reduction_factor of the trials go on per rung")
-    workers_per_trial: PositiveInt = 1
-    seed: int = Field(0, description="seed of the random search (which configurations are drawn)")
-
-    @model_validator(mode="after")
-    def _keys(self) -> TuneConfig:
-        if not self.space:
-            raise ValueError("tune.space is empty; add e.g. 'train.lr': {loguniform: [1.0e-4, 1.0e-2]}")
-        for name in self.space:
-            section, _, key = name.partition(".")
-            if section not in ("train", "model") or not key:
-                raise ValueError(f"tune.space key {name!r}: expected 'train.<key>' or 'model.<key>'")
-            if section == "train" and key not in TUNABLE_TRAIN_KEYS:
-                raise ValueError(
-                    f"tune.space key {name!r} cannot be searched; tunable train keys: {list(TUNABLE_TRAIN_KEYS)} "
-                    "(trial length: tune.epochs; workers: tune.workers_per_trial)"
-                )
-        if self.epochs is not None and self.grace_period > self.epochs:
-            raise ValueError(f"tune.grace_period = {self.grace_period} exceeds tune.epochs = {self.epochs}")
-        return self
-
-
 class ExperimentConfig(Strict):
     family: str
     dataset: str
@@ -209,6 +137,14 @@ class ExperimentConfig(Strict):
     audit: AuditConfig = AuditConfig()
     selection: SelectionConfig = SelectionConfig()
     tune: TuneConfig | None = Field(None, description="hyperparameter search for `genfoundry tune` (optional)")
+    _family_config: FamilyConfig | None = PrivateAttr(None)
+
+    @property
+    def family_config(self) -> FamilyConfig:
+        """``model`` parsed by the family's ``Config`` (defaults filled in); :class:`Params` parses it once."""
+        if self._family_config is None:
+            self._family_config = get_family(self.family).parse(self.model)
+        return self._family_config
 
 
 class MlflowConfig(Strict):
@@ -243,8 +179,6 @@ class Params(Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
-        from components.models import FAMILIES
-
         for key, exp in self.experiments.items():
             if exp.family not in FAMILIES:
                 raise ValueError(
@@ -255,6 +189,11 @@ class Params(Strict):
                     f"experiments.{key}.dataset: unknown dataset {exp.dataset!r}; "
                     f"expected one of prepare.datasets {sorted(self.prepare.datasets)}"
                 )
+            # the family's hyperparameters, parsed once here (a ConfigError, not a ValueError: pydantic lets it
+            # through with its own message, which names the experiment)
+            exp._family_config = FAMILIES[exp.family].parse(exp.model, where=f"experiments.{key}.model")
+            if exp.tune is not None:
+                check_tune_space(key, exp)
         return self
 
     def experiment(self, key: str) -> ExperimentConfig:
@@ -265,58 +204,35 @@ class Params(Strict):
         return self.experiments[key]
 
 
-def format_validation_error(e: ValidationError, *, prefix: str = "") -> str:
-    """The first error of a pydantic ValidationError as one line: key, value, expectation."""
-    err = e.errors()[0]
-    loc = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"]))
-    if err["type"] == "extra_forbidden":
-        return f"unknown key '{loc}'; remove it or fix its spelling"
-    if err["type"] == "missing":
-        return f"missing key '{loc}'; add it"
-    msg = err["msg"].removeprefix("Value error, ")
-    value = err.get("input")
-    if err["type"] == "value_error" and not err["loc"]:
-        return f"{prefix + ': ' if prefix else ''}{msg}"
-    if err["type"] == "value_error" and isinstance(value, dict):  # a section's own check: name it, not its dict
-        return f"{loc}: {msg}"
-    return f"'{loc}' = {value!r}: expected {msg[0].lower() + msg[1:] if msg else 'a valid value'}"
-
-
-def parse_params(raw: dict[str, Any], *, validate_families: bool = True) -> Params:
-    """Validate a params mapping, including each experiment's family hyperparameters."""
+def parse_params(raw: dict[str, Any]) -> Params:
+    """Validate a params mapping, each experiment's family hyperparameters and tune space included."""
     try:
-        params = Params(**(raw or {}))
+        return Params(**(raw or {}))
     except ValidationError as e:
         raise ConfigError(f"params.yaml: {format_validation_error(e)}") from None
-    if validate_families:
-        from components.models import parse_family_config
-
-        for key, exp in params.experiments.items():
-            try:
-                parse_family_config(exp.family, exp.model, where=f"experiments.{key}.model")
-                if exp.tune is not None:
-                    check_tune_space(key, exp)
-            except ConfigError as e:
-                raise ConfigError(f"params.yaml: {e}") from None
-    return params
+    except ConfigError as e:  # raised by the cross-checks (family hyperparameters, tune space)
+        raise ConfigError(f"params.yaml: {e}") from None
 
 
-def apply_overrides(exp: ExperimentConfig, overrides: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
-    """The experiment's train config and model params with ``{'train.lr': 0.01, 'model.width': 32}`` applied."""
+def apply_overrides(
+    exp: ExperimentConfig, overrides: dict[str, Any], *, where: str = "model"
+) -> tuple[TrainConfig, FamilyConfig]:
+    """The experiment's train config and family config with ``{'train.lr': 0.01, 'model.width': 32}`` applied.
+
+    Raises pydantic's ``ValidationError`` for a bad train value and :class:`ConfigError` for a bad model value.
+    """
     train = exp.train.model_dump()
     model = dict(exp.model)
     for name, value in overrides.items():
         section, _, k = name.partition(".")
         (train if section == "train" else model)[k] = value
-    return TrainConfig(**train), model
+    return TrainConfig(**train), get_family(exp.family).parse(model, where=where)
 
 
 def check_tune_space(key: str, exp: ExperimentConfig) -> None:
     """Every value a search may draw must be a valid setting: each choice, both ends of each range."""
-    from components.models import family_module, parse_family_config
-
     assert exp.tune is not None
-    fields = family_module(exp.family).Config.model_fields
+    fields = get_family(exp.family).config.model_fields
     epochs = exp.tune.epochs or exp.train.epochs
     if exp.tune.grace_period > epochs:
         raise ConfigError(
@@ -329,9 +245,7 @@ def check_tune_space(key: str, exp: ExperimentConfig) -> None:
             raise ConfigError(f"{where}: {exp.family} has no hyperparameter {k!r}; expected one of {sorted(fields)}")
         for value in dist.candidates():
             try:
-                train, model = apply_overrides(exp, {name: value})
-                if section == "model":
-                    parse_family_config(exp.family, model, where=f"experiments.{key}.model")
+                apply_overrides(exp, {name: value}, where=f"experiments.{key}.model")
             except ValidationError as e:
                 msg = format_validation_error(e, prefix=f"experiments.{key}.train")
                 raise ConfigError(f"{where}: {dist.kind} value {value!r}: {msg}") from None
