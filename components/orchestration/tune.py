@@ -1,7 +1,7 @@
 """Hyperparameter search for one experiment: Ray Tune over Ray Train runs (the Train V2 pattern).
 
 Each Tune trial is a small driver function (:func:`_trial`) that builds a ``TorchTrainer`` running the
-pipeline's own :func:`~components.training.loop.train_worker` with one sampled configuration, plus held-out
+pipeline's own :func:`~components.training.worker.train_worker` with one sampled configuration, plus held-out
 (``val_*``) metrics every epoch. ``TuneReportCallback`` forwards the workers' per-epoch reports to Tune, where
 ASHA (asynchronous successive halving) stops trials whose metric trails the others at a rung. Every trial logs
 its epochs into an MLflow child run of the search's parent run. The result is the best configuration as
@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.config import Distribution, ExperimentConfig, apply_overrides
+from components.config import ExperimentConfig, apply_overrides
 from components.errors import DivergenceError, GenfoundryError
+from components.tune_config import Distribution
 
 EventSink = Callable[[dict[str, Any]], None]
 TRIAL_TAG = "genfoundry.tune_trial"
@@ -93,7 +94,9 @@ def _trial(config: dict[str, Any], *, job: TuneJob) -> None:
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from components.training.driver import TrainJob, torch_trainer, worker_config
+    from components.tracking.epochs import MlflowEpochLog
+    from components.training.driver import torch_trainer
+    from components.training.job import TrainJob
 
     exp, t = job.experiment, job.experiment.tune
     assert t is not None
@@ -115,7 +118,9 @@ def _trial(config: dict[str, Any], *, job: TuneJob) -> None:
             run_name=f"{job.key}-{trial_id}",
             tags={"mlflow.parentRunId": job.parent_run_id, "genfoundry.experiment": job.key, TRIAL_TAG: trial_id},
         )
-        runs.log_params(client, run_id, {"tune": values, "model": model, "train": train.model_dump()})
+        runs.log_params(
+            client, run_id, {"tune": values, "model": model.model_dump(exclude_unset=True), "train": train.model_dump()}
+        )
     train_job = TrainJob(
         key=job.key,
         family=exp.family,
@@ -125,18 +130,10 @@ def _trial(config: dict[str, Any], *, job: TuneJob) -> None:
         train=train,
         run_name=f"{job.name}-{trial_id}",  # stable across a restart of this trial: it resumes its checkpoint
         storage_path=job.storage_path,
-        tracking_uri=job.tracking_uri,
-        run_id=run_id,
+        epoch_log=MlflowEpochLog(job.tracking_uri, run_id) if run_id else None,
+        val_split="val",
     )
-    trainer = torch_trainer(
-        worker_config(train_job, val_split="val"),
-        train,
-        use_gpu=job.use_gpu,
-        name=train_job.run_name,
-        storage_path=job.storage_path,
-        callbacks=[TuneReportCallback()],
-        num_to_keep=1,
-    )
+    trainer = torch_trainer(train_job, use_gpu=job.use_gpu, callbacks=[TuneReportCallback()], num_to_keep=1)
     result = trainer.fit()
     done = int((result.metrics or {}).get("epoch", 0))
     if done < train.epochs:  # the workers stopped early on their own: divergence

@@ -1,7 +1,8 @@
-"""Launch one experiment's training on Ray Train (``TorchTrainer``), resuming from its last checkpoint.
+"""Launch one :class:`~components.training.job.TrainJob` on Ray Train (``TorchTrainer``), or in-process.
 
-The run is named deterministically (experiment key + hash of everything that shapes the weights), so a
-rerun of the stage after a crash continues from the newest checkpoint under ``storage_path/name``.
+The Ray run is named deterministically (experiment key + hash of everything that shapes the weights), so a rerun
+of the stage after a crash continues from the newest checkpoint under ``storage_path/name``. The in-process path
+(``train.num_workers: 0``, tests only) runs the same session with local checkpoints under the same folder.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ import logging
 import os
 import queue as queue_mod
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,27 +21,13 @@ from components.data import load_spec
 from components.errors import DivergenceError, GenfoundryError
 from components.models import build_model
 from components.models.base import GenerativeModel
-from components.training.loop import LoopState, fit, load_checkpoint, train_worker
-from components.training.loop import data_tensors as _data_tensors
+from components.training.checkpoint import LocalCheckpoints, load_checkpoint
+from components.training.job import EventSink, TrainJob
+from components.training.loop import LoopState
+from components.training.session import open_session, run_session
+from components.training.worker import train_worker
 
-EventSink = Callable[[dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class TrainJob:
-    """Everything a training run needs; all paths absolute (workers may run elsewhere)."""
-
-    key: str
-    family: str
-    model: dict[str, Any]
-    dataset: str
-    data_root: str
-    train: TrainConfig
-    run_name: str
-    storage_path: str
-    tracking_uri: str | None = None
-    run_id: str | None = None
-    init_weights: bytes | None = None  # warm start: safetensors bytes (components.training.warm_start)
+IN_PROCESS_DIR = "in_process"  # <storage_path>/<run name>/in_process: the in-process path's checkpoints
 
 
 def init_ray(*, num_cpus: int | None = None, dashboard: bool = False) -> None:
@@ -112,41 +97,27 @@ def train(job: TrainJob, *, on_event: EventSink | None = None) -> tuple[Generati
     ``train.num_workers == 0`` trains in-process without Ray (for tests); otherwise ``num_workers`` Ray
     Train workers run data-parallel (gloo on CPU, NCCL on GPU).
     """
-    spec = load_spec(job.data_root, job.dataset)
     if job.train.num_workers == 0:
-        model = build_model(job.family, job.model, spec)
-        if job.init_weights is not None:
-            from components.training.warm_start import load_weights
-
-            load_weights(model, job.init_weights)
-        from components.data import load_split
-
-        state = LoopState()
-
-        def cb(epoch: int, means: dict[str, float]) -> None:
-            state.epoch = epoch
-            if on_event:
-                on_event({"event": "epoch", "epoch": epoch, "epochs": job.train.epochs, "metrics": means})
-
-        state.history = fit(
-            model,
-            _data_tensors(spec, *load_split(job.data_root, job.dataset, "train")),
-            job.train,
-            callback=cb,
-        )
-        return model, state
-    return _train_ray(job, spec, on_event)
+        return _train_in_process(job, on_event)
+    return _train_ray(job, on_event)
 
 
-def _train_ray(job: TrainJob, spec: Any, on_event: EventSink | None) -> tuple[GenerativeModel, LoopState]:
+def _train_in_process(job: TrainJob, on_event: EventSink | None) -> tuple[GenerativeModel, LoopState]:
+    store = LocalCheckpoints(Path(job.storage_path) / job.run_name / IN_PROCESS_DIR)
+    device = torch.device("cpu")
+    session = open_session(job, rank=0, world=1, device=device, wrap=lambda m: m, resume_from=store.latest())
+    run_session(session, reporter=store, events=on_event)
+    return session.model.to(device).eval(), session.state
+
+
+def _train_ray(job: TrainJob, on_event: EventSink | None) -> tuple[GenerativeModel, LoopState]:
     import ray.train
     from ray.util.queue import Queue
 
     init_ray()
     use_gpu = resolve_use_gpu(job.train.use_gpu)
     events: Queue = Queue(maxsize=10_000, actor_options={"num_cpus": 0})
-    config = worker_config(job, queue=events)
-    trainer = torch_trainer(config, job.train, use_gpu=use_gpu, name=job.run_name, storage_path=job.storage_path)
+    trainer = torch_trainer(job, use_gpu=use_gpu, queue=events)
     diverged: list[str] = []
     stop = threading.Event()
 
@@ -177,49 +148,31 @@ def _train_ray(job: TrainJob, spec: Any, on_event: EventSink | None) -> tuple[Ge
         raise DivergenceError(diverged[0])
     if result.checkpoint is None:
         raise GenfoundryError(f"training of {job.key!r} produced no checkpoint (train.epochs = {job.train.epochs})")
-    model = build_model(job.family, job.model, spec)
+    model = build_model(job.family, job.model, load_spec(job.data_root, job.dataset))
     with result.checkpoint.as_directory() as d:
         state = load_checkpoint(d, model)
     return model.to(torch.device("cpu")), state
 
 
-def worker_config(job: TrainJob, *, queue: Any = None, val_split: str | None = None) -> dict[str, Any]:
-    """``train_loop_config`` of :func:`train_worker` for ``job``."""
-    return {
-        "family": job.family,
-        "model": job.model,
-        "dataset": job.dataset,
-        "data_root": job.data_root,
-        "train": job.train.model_dump(),
-        "tracking_uri": job.tracking_uri,
-        "run_id": job.run_id,
-        "queue": queue,
-        "threads_per_worker": job.train.cpus_per_worker,
-        "init_weights": job.init_weights,
-        "val_split": val_split,
-    }
-
-
 def torch_trainer(
-    config: dict[str, Any],
-    train: TrainConfig,
+    job: TrainJob,
     *,
     use_gpu: bool,
-    name: str,
-    storage_path: str,
+    queue: Any = None,
     callbacks: list[Any] | None = None,
     num_to_keep: int = 2,
 ) -> Any:
-    """The ``TorchTrainer`` running :func:`train_worker`: ``train.num_workers`` DDP workers (gloo on CPU, NCCL on
-    GPU; gloo also when workers share a GPU, ``train.gpus_per_worker < 1``), restarts from the last checkpoint up
-    to ``train.max_failures`` times, and a rerun with the same
-    ``name``/``storage_path`` resumes from that run's newest checkpoint."""
+    """The ``TorchTrainer`` running :func:`~components.training.worker.train_worker` on ``job``:
+    ``train.num_workers`` DDP workers (gloo on CPU, NCCL on GPU; gloo also when workers share a GPU,
+    ``train.gpus_per_worker < 1``), restarts from the last checkpoint up to ``train.max_failures`` times, and a
+    rerun with the same ``job.run_name``/``job.storage_path`` resumes from that run's newest checkpoint."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    train: TrainConfig = job.train
     return TorchTrainer(
         train_worker,
-        train_loop_config=config,
+        train_loop_config={"job": job, "queue": queue},
         torch_config=TorchConfig(backend="nccl" if use_gpu and train.gpus_per_worker >= 1 else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=train.num_workers,
@@ -227,8 +180,8 @@ def torch_trainer(
             resources_per_worker={"CPU": train.cpus_per_worker, **({"GPU": train.gpus_per_worker} if use_gpu else {})},
         ),
         run_config=ray.train.RunConfig(
-            name=name,
-            storage_path=storage_path,
+            name=job.run_name,
+            storage_path=job.storage_path,
             callbacks=callbacks,
             failure_config=ray.train.FailureConfig(max_failures=train.max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=num_to_keep),

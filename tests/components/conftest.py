@@ -1,4 +1,4 @@
-"""One local Ray instance for every Ray test of this package (starting one costs seconds on 2 cores)."""
+"""One local Ray instance for every Ray test under tests/components (starting one costs seconds on 2 cores)."""
 
 from __future__ import annotations
 

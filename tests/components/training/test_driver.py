@@ -20,8 +20,11 @@ import pytest
 
 from components.config import TrainConfig
 from components.errors import DivergenceError
+from components.models.configs import VAEConfig
 from components.tracking import runs
-from components.training.driver import TrainJob, train
+from components.tracking.epochs import MlflowEpochLog
+from components.training.driver import train
+from components.training.job import TrainJob
 
 TWO_WORKER_RTOL = 1e-6
 
@@ -30,7 +33,7 @@ def _job(root, storage, **train_kw):
     return TrainJob(
         key="vae_digits",
         family="vae",
-        model={"latent_dim": 4, "width": 8},
+        model=VAEConfig(latent_dim=4, width=8),
         dataset="digits",
         data_root=str(root),
         train=TrainConfig(batch_size=64, lr=2e-3, num_workers=2, **train_kw),
@@ -68,14 +71,13 @@ def test_killed_worker_resumes_from_checkpoint(ray_session, digits_root, tmp_pat
     job = TrainJob(
         key="drill",
         family="vae",
-        model={"latent_dim": 4, "width": 8},
+        model=VAEConfig(latent_dim=4, width=8),
         dataset="digits",
         data_root=str(digits_root),
         train=TrainConfig(epochs=epochs, batch_size=32, lr=2e-3, num_workers=2, max_failures=2),
         run_name="drill",
         storage_path=str(tmp_path / "ray"),
-        tracking_uri=c.tracking_uri,
-        run_id=run_id,
+        epoch_log=MlflowEpochLog(c.tracking_uri, run_id),
     )
     starts, killed = [], []
 
@@ -104,8 +106,7 @@ def test_trainer_backend_and_gpu_share(use_gpu, share, backend, gpus, tmp_path):
     """One worker per GPU uses NCCL; workers sharing a GPU (NCCL refuses two ranks on one device) use gloo."""
     from components.training.driver import torch_trainer
 
-    trainer = torch_trainer(
-        {}, TrainConfig(gpus_per_worker=share), use_gpu=use_gpu, name="x", storage_path=str(tmp_path)
-    )
+    job = _job(tmp_path, tmp_path, gpus_per_worker=share)
+    trainer = torch_trainer(job, use_gpu=use_gpu)
     assert trainer.backend_config.backend == backend
     assert trainer.scaling_config.resources_per_worker.get("GPU") == gpus
