@@ -12,62 +12,20 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import torch
-from scipy.stats import entropy
 
+from components.evaluation.shares import as_distribution, as_labels, shares
 from components.evaluation.stats import bootstrap_ci
-
-KL_EPS = 1e-10  # added to q before renormalising, so a reference share of 0 gives a large but finite KL
-
-
-def _labels(labels: Any, num_classes: int) -> np.ndarray:
-    y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-    y = y.reshape(-1).astype(np.int64)
-    if num_classes < 1:
-        raise ValueError(f"Expected num_classes >= 1, got {num_classes}")
-    if len(y) and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(f"Expected labels in [0, {num_classes}), got values in [{y.min()}, {y.max()}]")
-    return y
-
-
-def _dist(p: Any, name: str) -> np.ndarray:
-    a = np.asarray(p, dtype=np.float64).reshape(-1)
-    if (a < 0).any() or not np.isclose(a.sum(), 1.0):
-        raise ValueError(f"Expected {name} to be a probability vector (>= 0, sums to 1), got {a.tolist()}")
-    return a
-
-
-def shares(labels: Any, num_classes: int) -> np.ndarray:
-    """Share of each class in ``labels`` (K,), zeros included; all zeros if ``labels`` is empty."""
-    y = _labels(labels, num_classes)
-    counts = np.bincount(y, minlength=num_classes).astype(np.float64)
-    return counts / len(y) if len(y) else counts
-
-
-def fairness_discrepancy(p: Any, q: Any, *, eps: float = KL_EPS) -> dict[str, float]:
-    """Distances from shares ``p`` (generated) to reference ``q``: L2 (Choi et al.'s FD), L1 and KL(p ‖ q).
-
-    KL is ``scipy.stats.entropy(p, q + eps)`` (scipy renormalises q + eps), finite even where q is 0.
-    """
-    a, b = _dist(p, "p"), _dist(q, "q")
-    if a.shape != b.shape:
-        raise ValueError(f"Expected p and q of the same length, got {len(a)} and {len(b)}")
-    return {
-        "l2": float(np.linalg.norm(a - b)),  # arXiv 1910.12008 §4.1
-        "l1": float(np.abs(a - b).sum()),
-        "kl": float(entropy(a, b + eps)),
-    }
 
 
 def skew(p: Any) -> float:
     """Total-variation distance from uniform, ½ Σ |p_i − 1/K|: 0 if balanced, 1 − 1/K if one class only."""
-    a = _dist(p, "p")
+    a = as_distribution(p, "p")
     return float(0.5 * np.abs(a - 1.0 / len(a)).sum())
 
 
 def amplification(p_gen: Any, p_train: Any) -> float:
     """Bias amplification ``skew(p_gen) − skew(p_train)``: > 0 means the model skews more than its data."""
-    a, b = _dist(p_gen, "p_gen"), _dist(p_train, "p_train")
+    a, b = as_distribution(p_gen, "p_gen"), as_distribution(p_train, "p_train")
     if a.shape != b.shape:
         raise ValueError(f"Expected p_gen and p_train of the same length, got {len(a)} and {len(b)}")
     return skew(a) - skew(b)
@@ -77,7 +35,7 @@ def bootstrap_shares(
     labels: Any, num_classes: int, *, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
 ) -> dict[str, list[float]]:
     """Shares per class with ``1 − alpha`` percentile-bootstrap intervals: ``shares``, ``lo``, ``hi``."""
-    y = _labels(labels, num_classes)
+    y = as_labels(labels, num_classes)
     if len(y) == 0:
         raise ValueError("Expected at least one label to bootstrap, got 0")
     ci = bootstrap_ci(lambda s: shares(s, num_classes), y, n_boot=n_boot, seed=seed, alpha=alpha)

@@ -7,8 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from components.audit.fairness import amplification, bootstrap_shares, fairness_discrepancy, shares
+from components.audit.fairness import amplification, bootstrap_shares
 from components.config import AuditConfig
+from components.evaluation.shares import fairness_discrepancy, shares
 
 
 def audit_shares(

@@ -6,7 +6,7 @@
   histogram of samples and its KL to the data, the data-augmentation utility of the samples, likelihood
   where the family defines one, and pictures; when the dataset has a SimCLR encoder, FID/KID/PRDC and
   the floor again in that label-free space (``simclr``);
-- points: the 2-D mode metrics of ../shared/reference/benchmarks.md §1;
+- points: the 2-D mode metrics of docs/protocols.md §1;
 - text: see ``components.evaluation.text``.
 Every result carries a protocol card: extractor and its hash, N real / N generated, reference split,
 sampler and weights, seeds.
@@ -24,11 +24,11 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from components.audit.fairness import fairness_discrepancy, shares
 from components.config import EvaluateConfig
 from components.data.spec import DataSpec
 from components.evaluation.features import TrainedClassifier
 from components.evaluation.grids import image_grid, scatter_plot
+from components.evaluation.shares import fairness_discrepancy, shares
 from components.evaluation.simclr import TrainedEncoder
 from components.evaluation.stats import torch_threads
 from components.models.base import GenerativeModel
@@ -90,7 +90,7 @@ def fid_kid(extractor: torch.nn.Module, real: Tensor, fake: Tensor, *, seed: int
         kid_mean, kid_std = kid.compute()
         fid_value = float(fid.compute())
     return {
-        "fid": max(fid_value, 0.0),  # clamp tiny negatives (benchmarks.md §3)
+        "fid": max(fid_value, 0.0),  # clamp tiny negatives (docs/protocols.md §3.3)
         "kid": float(kid_mean),
         "kid_std": float(kid_std),
     }
@@ -227,7 +227,7 @@ def second_space(
 def memorization_in_features(f_train: Tensor, f_test: Tensor, f_fake: Tensor, *, seed: int) -> dict[str, Any]:
     """``memorization.memorization_report`` of generated vs train vs test in the domain classifier's features.
 
-    NN distances to train and to test, the NN-ratio rate, authenticity and C_T (benchmarks.md §4). The
+    NN distances to train and to test, the NN-ratio rate, authenticity and C_T (docs/protocols.md §4.1). The
     audit stage's per-class memorization is the NN-ratio rate in pixel space; this is the full report in the
     space FID and precision/recall use. NaN (e.g. C_T with no cell holding > 20 samples) becomes None.
     """
@@ -250,7 +250,7 @@ def _finite_or_none(v: Any) -> Any:
 def evaluate_points(
     model: GenerativeModel, spec: DataSpec, *, train: tuple[np.ndarray, np.ndarray], cfg: EvaluateConfig
 ) -> Evaluation:
-    """2-D mixtures: modes captured, % high quality, reverse KL (benchmarks.md §1)."""
+    """2-D mixtures: modes captured, % high quality, reverse KL (docs/protocols.md §1.2)."""
     from components.data.mixtures import MIXTURES
     from components.evaluation.modes import mode_metrics
 

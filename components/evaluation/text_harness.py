@@ -46,7 +46,7 @@ def evaluate_text(
     }
     labels = None
     if tuple(spec.class_names) == GENDERS:
-        from components.audit.gender import build_gender_labeler
+        from components.evaluation.gender import build_gender_labeler
 
         labeler = build_gender_labeler(seed=cfg.seed)
         lab, from_lookup = labeler(samples)

@@ -5,15 +5,8 @@ import pytest
 import torch
 from scipy.stats import entropy
 
-from components.audit.fairness import (
-    KL_EPS,
-    amplification,
-    bootstrap_shares,
-    fairness_discrepancy,
-    group_gap,
-    shares,
-    skew,
-)
+from components.audit.fairness import amplification, bootstrap_shares, group_gap, skew
+from components.evaluation.shares import KL_EPS, fairness_discrepancy, shares
 
 
 def test_shares_include_classes_that_never_appear():

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from components.audit.gender import build_gender_labeler, fit_gender_classifier, label_gender
 from components.data.text import GENDERS, read_census
+from components.evaluation.gender import build_gender_labeler, fit_gender_classifier, label_gender
 
 F, M = GENDERS.index("female"), GENDERS.index("male")
 
