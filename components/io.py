@@ -49,6 +49,20 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text)
 
 
+def headline(report: dict[str, Any], *, nested: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The headline of a report for a DVC metrics file: its top-level numbers and booleans, plus the ``nested``
+    numbers named by path (``"simclr.fid"`` becomes ``simclr_fid``). The whole report goes to a details file
+    beside it, so ``dvc metrics show`` and ``dvc metrics diff`` stay one screen wide."""
+    out = {k: v for k, v in report.items() if isinstance(v, int | float | bool) or v is None}
+    for path in nested:
+        node: Any = report
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, int | float | bool):
+            out[path.replace(".", "_")] = node
+    return out
+
+
 def read_json(path: str | os.PathLike[str]) -> Any:
     return json.loads(Path(path).read_text())
 
@@ -72,6 +86,12 @@ def sha256_arrays(*arrays: np.ndarray) -> str:
         h.update(str(a.shape).encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def stable_hash(obj: Any, length: int = 12) -> str:
+    """A stable short hash of a JSON-able object (params sections, configs): sorted keys, ``str`` for the rest."""
+    blob = json.dumps(obj, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

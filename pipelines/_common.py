@@ -1,13 +1,16 @@
-"""What every stage shares: paths, params loading, one-line errors, the MLflow run of an experiment."""
+"""What every stage shares: params loading, one-line errors, the trained model's info, progress output.
+
+Workspace paths are declared once, in :mod:`components.layout`.
+"""
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import os
 import sys
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -18,11 +21,7 @@ from rich.console import Console
 
 from components.config import ExperimentConfig, Params, load_params
 from components.errors import GenfoundryError
-
-DATA = Path("data/prepared")
-FEATURES = Path("data/features")
-MODELS = Path("models")
-REPORTS = Path("reports")
+from components.layout import model_dir
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,12 +56,6 @@ def params(path: str | Path = "params.yaml") -> Params:
     return load_params(path)
 
 
-def params_hash(obj: Any) -> str:
-    """A stable short hash of a JSON-able object (params sections, configs)."""
-    blob = json.dumps(obj, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
-
-
 EXPERIMENT = typer.Argument(..., help="experiment key in params.yaml")
 
 
@@ -73,14 +66,18 @@ def experiment_context(key: str) -> tuple[Params, ExperimentConfig, dict[str, An
 
 
 def run_info(key: str) -> dict[str, Any]:
-    path = MODELS / key / "config.json"
+    path = model_dir(key) / "config.json"
     if not path.exists():
         raise GenfoundryError(f"experiment {key!r} has no trained model ({path}); run `dvc repro train@{key}`")
     return json.loads(path.read_text())
 
 
 def progress_bar() -> Any:
-    """The stages' rich progress bar: description, bar, done/total, a free-text ``info`` field, elapsed time."""
+    """The stages' progress display. On a terminal: a rich bar (description, bar, done/total, a free-text
+    ``info`` field, elapsed time). Elsewhere (cron, CI, ``make repro > log``): :class:`PlainProgress`, one
+    plain line per completed unit (epoch, trial) and at most one every :data:`PlainProgress.EVERY_S` otherwise."""
+    if not console.is_terminal:
+        return PlainProgress()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
@@ -92,3 +89,51 @@ def progress_bar() -> Any:
         console=console,
         transient=False,
     )
+
+
+class PlainProgress:
+    """The part of ``rich.progress.Progress``'s interface the stages use, as plain lines on stderr."""
+
+    EVERY_S = 30.0
+
+    def __init__(self, *, stream: Any = None, every_s: float | None = None):
+        self.stream = stream
+        self.every_s = self.EVERY_S if every_s is None else every_s
+        self.tasks: dict[int, dict[str, Any]] = {}
+        self.t0 = time.monotonic()
+        self.last = 0.0
+
+    def start(self) -> None:
+        self.t0 = self.last = time.monotonic()
+
+    def stop(self) -> None:
+        pass
+
+    def add_task(self, description: str, *, total: float | None = None, info: str = "") -> int:
+        task = len(self.tasks)
+        self.tasks[task] = {"description": description, "total": total, "completed": 0, "info": info}
+        self._line(task)
+        return task
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        self.update(task, completed=self.tasks[task]["completed"] + advance)
+
+    def update(self, task: int, *, total: float | None = None, completed: float | None = None, info: str | None = None):
+        t = self.tasks[task]
+        done_before = t["completed"]
+        if total is not None:
+            t["total"] = total
+        if info is not None:
+            t["info"] = info
+        if completed is not None:
+            t["completed"] = completed
+        if t["completed"] != done_before or time.monotonic() - self.last >= self.every_s:
+            self._line(task)
+
+    def _line(self, task: int) -> None:
+        t = self.tasks[task]
+        total = "?" if t["total"] is None else f"{t['total']:g}"
+        elapsed = time.monotonic() - self.t0
+        text = f"{t['description']}: {t['completed']:g}/{total} {t['info']} ({elapsed:.0f} s)".replace("  ", " ")
+        print(text, file=self.stream or sys.stderr, flush=True)
+        self.last = time.monotonic()

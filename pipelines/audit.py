@@ -13,9 +13,10 @@ from components.audit.report import audit_markdown, audit_shares
 from components.config import AuditConfig
 from components.data import load_spec, load_split
 from components.errors import ConfigError, GenfoundryError
-from components.io import read_json, write_json, write_text
+from components.io import headline, read_json, write_json, write_text
+from components.layout import AUDIT, AUDIT_DETAILS, DATA, FEATURES, SAMPLES, eval_dir, report_file
 from components.tracking import runs
-from pipelines._common import DATA, EXPERIMENT, FEATURES, REPORTS, console, experiment_context, stage
+from pipelines._common import EXPERIMENT, console, experiment_context, stage
 
 app = typer.Typer(add_completion=False)
 IMAGE_ONLY_GATES = ("max_quality_gap", "max_memorization")
@@ -25,13 +26,13 @@ IMAGE_ONLY_GATES = ("max_quality_gap", "max_memorization")
 @stage
 def main(experiment: str = EXPERIMENT) -> None:
     _, exp, info = experiment_context(experiment)
-    labels = read_json(REPORTS / experiment / "eval" / "labels.json")
+    labels = read_json(eval_dir(experiment) / "labels.json")
     _, y_train = load_split(DATA, exp.dataset, "train")
     kind = load_spec(DATA, exp.dataset).kind
     attribute = {"image": "class", "points": "mode", "text": "gender"}[kind]
     groups = None
     if kind == "image":
-        groups = image_groups(exp.dataset, labels, REPORTS / experiment / "eval")
+        groups = image_groups(exp.dataset, labels, eval_dir(experiment))
     else:
         _image_gates_unset(experiment, exp.audit, kind)
     report = audit_shares(
@@ -43,8 +44,9 @@ def main(experiment: str = EXPERIMENT) -> None:
         seed=exp.evaluate.seed,
         groups=groups,
     )
-    write_json(REPORTS / experiment / "audit.json", report)
-    write_text(REPORTS / experiment / "audit.md", audit_markdown(report, experiment))
+    write_json(report_file(experiment, AUDIT_DETAILS), report)
+    write_json(report_file(experiment, AUDIT), {**headline(report), "gates_failed": len(report["failed"])})
+    write_text(report_file(experiment, "audit.md"), audit_markdown(report, experiment))
     c = runs.client(Path.cwd())
     scalars = ("fd_l2", "fd_l1", "fd_kl", "amplification", "quality_gap", "memorization_rate")
     runs.log_metrics(
@@ -59,7 +61,7 @@ def main(experiment: str = EXPERIMENT) -> None:
             **{f"audit.gate.{g}": "passed" if r["passed"] else "FAILED" for g, r in report["gates"].items()},
         },
     )
-    c.log_artifact(info["run_id"], str(REPORTS / experiment / "audit.md"), artifact_path="audit")
+    c.log_artifact(info["run_id"], str(report_file(experiment, "audit.md")), artifact_path="audit")
     verdict = "[green]passed[/]" if report["passed"] else f"[red]failed[/] ({'; '.join(report['failed'])})"
     shares = f"FD L2 {report['fd_l2']:.4f}, KL {report['fd_kl']:.4f}" if "fd_l2" in report else "no attribute"
     extra = "".join(
@@ -75,7 +77,7 @@ def image_groups(dataset: str, labels: dict, eval_dir: Path) -> dict | None:
     from components.audit.groups import per_group_memorization, per_group_quality
     from components.evaluation.features import load_classifier
 
-    samples = eval_dir / "samples.npz"
+    samples = eval_dir / SAMPLES
     if not samples.exists():
         raise GenfoundryError(f"{samples} missing; rerun the evaluate stage (`dvc repro evaluate@...`)")
     with np.load(samples, allow_pickle=False) as z:

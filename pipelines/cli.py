@@ -15,33 +15,93 @@ from typing import Any
 import typer
 
 from components.errors import GenfoundryError
-from pipelines import audit, evaluate, features, prepare, register, report, retrain, train, tune
-from pipelines._common import console, stage
+from pipelines import retrain
+from pipelines._common import EXPERIMENT, console, stage
 
+# torch, Ray and MLflow are imported inside the commands, never here: `genfoundry --help` answers at once.
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-app.command("prepare", help="Prepare the datasets of params.yaml (stage prepare).")(prepare.main)
-app.command("features", help="Train each image dataset's domain classifier and SimCLR encoder (stage features).")(
-    features.main
-)
-app.command("train", help="Train one experiment on Ray Train (stage train@EXP).")(train.main)
-app.command("evaluate", help="Evaluate one trained experiment (stage evaluate@EXP).")(evaluate.main)
-app.command("audit", help="Bias-audit one evaluated experiment (stage audit@EXP).")(audit.main)
-app.command("register", help="Register one experiment and decide its aliases (stage register@EXP).")(register.main)
-app.command("summary", help="Bundle one experiment's reports for the leaderboard (stage summary@EXP).")(report.summary)
-app.command("report", help="Write reports/leaderboard.md and .html, log them to MLflow (stage report).")(report.main)
-app.command(
-    "tune",
-    help="Search one experiment's hyperparameters (params.yaml experiments.EXP.tune) with Ray Tune + ASHA; "
-    "writes reports/EXP/tune_best.json, --apply writes the best values into params.yaml.",
-)(tune.main)
+
+
+@app.command("prepare")
+def prepare_cmd() -> None:
+    """Prepare the datasets of params.yaml (stage prepare)."""
+    from pipelines import prepare
+
+    prepare.main()
+
+
+@app.command("features")
+def features_cmd() -> None:
+    """Train each image dataset's domain classifier and SimCLR encoder (stage features)."""
+    from pipelines import features
+
+    features.main()
+
+
+@app.command("train")
+def train_cmd(experiment: str = EXPERIMENT) -> None:
+    """Train one experiment on Ray Train (stage train@EXP)."""
+    from pipelines import train
+
+    train.main(experiment)
+
+
+@app.command("evaluate")
+def evaluate_cmd(experiment: str = EXPERIMENT) -> None:
+    """Evaluate one trained experiment (stage evaluate@EXP)."""
+    from pipelines import evaluate
+
+    evaluate.main(experiment)
+
+
+@app.command("audit")
+def audit_cmd(experiment: str = EXPERIMENT) -> None:
+    """Bias-audit one evaluated experiment (stage audit@EXP)."""
+    from pipelines import audit
+
+    audit.main(experiment)
+
+
+@app.command("register")
+def register_cmd(experiment: str = EXPERIMENT) -> None:
+    """Register one experiment and decide its aliases (stage register@EXP)."""
+    from pipelines import register
+
+    register.main(experiment)
+
+
+@app.command("summary")
+def summary_cmd(experiment: str = EXPERIMENT) -> None:
+    """Bundle one experiment's reports for the leaderboard (stage summary@EXP)."""
+    from pipelines import report
+
+    report.summary(experiment)
+
+
+@app.command("report")
+def report_cmd() -> None:
+    """Write reports/leaderboard.md and .html, log them to MLflow (stage report)."""
+    from pipelines import report
+
+    report.main()
+
+
+@app.command("tune")
+def tune_cmd(
+    experiment: str = EXPERIMENT,
+    apply: bool = typer.Option(False, "--apply", help="write the best values into params.yaml afterwards"),
+    apply_only: bool = typer.Option(
+        False, "--apply-only", help="no search: write the values of the last search (tune_best.json) into params.yaml"
+    ),
+) -> None:
+    """Search one experiment's hyperparameters (params.yaml experiments.EXP.tune) with Ray Tune + ASHA; writes
+    reports/EXP/tune_best.json, --apply writes the best values into params.yaml."""
+    from pipelines import tune
+
+    tune.main(experiment, apply=apply, apply_only=apply_only)
+
+
 app.command("retrain", help=retrain.HELP)(retrain.main)
-
-
-def model_uri(model: str) -> str:
-    """``name@alias`` or ``name/version`` -> ``models:/...``; a full URI passes through."""
-    if "://" in model or model.startswith("models:/") or model.startswith("runs:/"):
-        return model
-    return f"models:/{model}"
 
 
 @app.command()
@@ -83,7 +143,7 @@ def rollback(model: str = typer.Argument(..., help="registered model name")) -> 
 @stage
 def sample(
     model: str = typer.Option(..., "--model", "-m", help="registered model: NAME@ALIAS, NAME/VERSION or models:/ URI"),
-    n: int = typer.Option(16, "-n", min=1, help="number of samples"),
+    n: int = typer.Option(16, "-n", min=1, help="number of samples (at most 10,000)"),
     seed: int = typer.Option(0, help="random seed"),
     out: Path | None = typer.Option(None, "-o", "--out", help="PNG for images/points (text is printed)"),
     steps: int | None = typer.Option(None, help="sampling steps (diffusion)"),
@@ -91,28 +151,18 @@ def sample(
     eta: float | None = typer.Option(None, help="DDIM eta (diffusion)"),
     temperature: float | None = typer.Option(None, help="softmax temperature (autoregressive)"),
 ) -> None:
-    """Draw samples from a registered model, using nothing but the MLflow registry."""
-    import mlflow.pyfunc
+    """Draw samples from a registered model, using nothing but the MLflow registry. Only genfoundry's own
+    sampler is loaded, rebuilt from its safetensors weights: nothing from the registry runs as code."""
     import numpy as np
 
-    from components.errors import GenfoundryError
     from components.evaluation.grids import image_grid, save_png, scatter_plot
+    from components.tracking.loading import draw, load_registered
     from components.tracking.runs import client
 
     client(Path.cwd())
-    try:
-        pyfunc = mlflow.pyfunc.load_model(model_uri(model))
-    except Exception as e:  # MlflowException, missing alias, unreachable server
-        raise GenfoundryError(f"cannot load {model_uri(model)}: {str(e).splitlines()[0]}") from None
-    params = {
-        k: v for k, v in dict(steps=steps, sampler=sampler, eta=eta, temperature=temperature).items() if v is not None
-    }
-    accepted = pyfunc.metadata.get_params_schema()
-    names = {p.name for p in accepted.params} if accepted else set()
-    unknown = set(params) - names
-    if unknown:
-        raise GenfoundryError(f"{model} does not take {sorted(unknown)}; it accepts {sorted(names) or 'no options'}")
-    result = pyfunc.predict({"n": n, "seed": seed}, params=params or None)
+    loaded = load_registered(model)
+    options = dict(steps=steps, sampler=sampler, eta=eta, temperature=temperature)
+    result = draw(loaded.model, n, seed=seed, options=options)
     if isinstance(result, list):
         for s in result:
             typer.echo(s)
@@ -126,6 +176,14 @@ def sample(
 
 
 MASKS = ("bottom", "center", "right")
+
+
+def _fillers() -> list[Any]:
+    """The families that can fill masked images (their record declares inpaint or complete)."""
+    from components.models.capabilities import Completes, Inpaints
+    from components.models.family import FAMILIES
+
+    return [f for f in FAMILIES.values() if f.supports(Inpaints) or f.supports(Completes)]
 
 
 def known_mask(shape: tuple[int, ...], kind: str, rows: int | None) -> Any:
@@ -153,20 +211,20 @@ def _fill(
     model: str, dataset: str, *, n: int, seed: int, out: Path, kind: str, rows: int | None, steps: int | None
 ) -> None:
     """Load ``model`` from the registry, fill the ``kind`` region of ``n`` test images, save a PNG."""
-    import mlflow.pyfunc
     import numpy as np
     import torch
 
     from components.data import load_split
     from components.evaluation.grids import image_grid, save_png
+    from components.layout import DATA
+    from components.models.capabilities import Completes, Inpaints
+    from components.models.family import get_family
+    from components.tracking.loading import load_registered
     from components.tracking.runs import client
-    from pipelines._common import DATA
 
     client(Path.cwd())
-    try:
-        net = mlflow.pyfunc.load_model(model_uri(model)).unwrap_python_model().model
-    except Exception as e:  # MlflowException, missing alias, unreachable server
-        raise GenfoundryError(f"cannot load {model_uri(model)}: {str(e).splitlines()[0]}") from None
+    loaded = load_registered(model)
+    net, family = loaded.model, get_family(loaded.info["family"])
     x, _ = load_split(DATA, dataset, "test")
     if x.ndim != 4 or tuple(x.shape[1:]) != tuple(net.spec.shape):
         raise GenfoundryError(f"expected {dataset!r} images of shape {tuple(net.spec.shape)}, got {x.shape[1:]}")
@@ -175,14 +233,17 @@ def _fill(
     mask = known_mask(tuple(images.shape), kind, rows)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        if hasattr(net, "inpaint"):
+        if family.supports(Inpaints):
             filled = net.inpaint(images, mask, generator=gen, **({"steps": steps} if steps else {}))
-        elif hasattr(net, "complete") and kind == "bottom":
+        elif family.supports(Completes) and kind == "bottom":
             filled = net.complete(images, int(mask[0, 0, :, 0].sum()), generator=gen)
-        elif hasattr(net, "complete"):
+        elif family.supports(Completes):
             raise GenfoundryError(f"{model} is autoregressive (raster order): expected --mask bottom, got {kind!r}")
         else:
-            raise GenfoundryError(f"{model} is a {net.family} model: filling needs a pixelcnn or diffusion model")
+            raise GenfoundryError(
+                f"{model} is a {family.name} model: expected a model that can fill images "
+                f"({', '.join(sorted(f.name for f in _fillers()))})"
+            )
     given = images * mask + 0.5 * (1 - mask)  # the unknown part shown grey
     grid = torch.stack([given, filled.float().cpu(), images], dim=1).flatten(0, 1)  # (3n, C, H, W)
     save_png(image_grid(grid, nrow=3), out)

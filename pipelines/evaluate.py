@@ -11,13 +11,13 @@ from components.data import load_spec, load_split
 from components.errors import GenfoundryError
 from components.evaluation import harness
 from components.evaluation.grids import save_png
-from components.io import atomic_path, write_json
+from components.io import atomic_path, headline, write_json
+from components.layout import DATA, EVAL, EVAL_DETAILS, FEATURES, SAMPLES, eval_dir, model_dir, report_file
 from components.models.store import load_trained
 from components.tracking import runs
-from pipelines._common import DATA, EXPERIMENT, FEATURES, MODELS, REPORTS, console, experiment_context, stage
+from pipelines._common import EXPERIMENT, console, experiment_context, stage
 
 app = typer.Typer(add_completion=False)
-SAMPLES = "samples.npz"  # generated images, float32 (n, C, H, W) in [0, 1]; a DVC output, not an MLflow artifact
 
 
 @app.command()
@@ -25,7 +25,7 @@ SAMPLES = "samples.npz"  # generated images, float32 (n, C, H, W) in [0, 1]; a D
 def main(experiment: str = EXPERIMENT) -> None:
     _, exp, info = experiment_context(experiment)
     spec = load_spec(DATA, exp.dataset)
-    model = load_trained(MODELS / experiment)
+    model = load_trained(model_dir(experiment))
     train, test = load_split(DATA, exp.dataset, "train"), load_split(DATA, exp.dataset, "test")
     if spec.kind == "image":
         from components.evaluation.features import load_classifier
@@ -52,7 +52,7 @@ def main(experiment: str = EXPERIMENT) -> None:
         result = evaluate_text(model, spec, train=train, test=test, cfg=exp.evaluate)
     result.metrics["protocol"]["weights_sha256"] = info["weights_sha256"]
 
-    out = REPORTS / experiment / "eval"
+    out = eval_dir(experiment)
     with atomic_path(out) as tmp:
         tmp.mkdir()
         for name, img in result.figures.items():
@@ -62,7 +62,8 @@ def main(experiment: str = EXPERIMENT) -> None:
         write_json(tmp / "labels.json", {"labels": result.labels, "class_names": list(spec.class_names)})
         if spec.kind == "image":  # the audit's per-group quality and memorization read the samples
             np.savez_compressed(tmp / SAMPLES, x=np.asarray(result.samples, dtype=np.float32))
-    write_json(REPORTS / experiment / "eval.json", result.metrics)
+    write_json(report_file(experiment, EVAL_DETAILS), result.metrics)
+    write_json(report_file(experiment, EVAL), headline(result.metrics, nested=HEADLINE_NESTED))
 
     c = runs.client(Path.cwd())
     scalars = {f"eval/{k}": v for k, v in mlflow_scalars(result.metrics).items()}
@@ -70,12 +71,12 @@ def main(experiment: str = EXPERIMENT) -> None:
     runs.set_tags(c, info["run_id"], {"eval.protocol": result.metrics["protocol"]})
     for f in sorted(p for p in out.glob("*") if p.name != SAMPLES):
         c.log_artifact(info["run_id"], str(f), artifact_path="eval")
-    headline = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, float) and k in _HEADLINE)
-    console.print(f"evaluated [bold]{experiment}[/]: {headline}")
+    line = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, float) and k in _PRINTED)
+    console.print(f"evaluated [bold]{experiment}[/]: {line}")
 
 
 def mlflow_scalars(metrics: dict) -> dict[str, float]:
-    """Numbers of eval.json as MLflow metrics: nested sections flattened (``memorization.c_t``), each
+    """Numbers of eval_details.json as MLflow metrics: nested sections flattened (``memorization.c_t``), each
     ``*_ci95`` pair as ``*_ci95_lo`` / ``*_ci95_hi``; the protocol card goes to a tag instead."""
     out: dict[str, float] = {}
     for k, v in runs.flatten({k: v for k, v in metrics.items() if k != "protocol"}).items():
@@ -86,7 +87,15 @@ def mlflow_scalars(metrics: dict) -> dict[str, float]:
     return out
 
 
-_HEADLINE = {
+#: nested numbers that join the top-level ones in eval.json (everything is in eval_details.json)
+HEADLINE_NESTED = (
+    "simclr.fid",
+    "augmentation.delta",
+    "memorization.nn_ratio_memorized",
+    "memorization.authenticity",
+    "protocol.n_generated",
+)
+_PRINTED = {
     "fid",
     "fid_floor_train_vs_test",
     "precision",

@@ -14,7 +14,8 @@ from components.data import load_spec, load_split
 from components.evaluation.features import save_classifier, train_classifier
 from components.evaluation.simclr import SUBDIR, save_encoder, train_simclr
 from components.io import atomic_path, write_json
-from pipelines._common import DATA, FEATURES, REPORTS, console, params, stage
+from components.layout import DATA, FEATURES, REPORTS
+from pipelines._common import console, params, stage
 
 app = typer.Typer(add_completion=False)
 NO_CLASSIFIER = "no_classifier.json"  # written instead of meta.json + weights for datasets without a classifier

@@ -7,7 +7,8 @@ import typer
 from components.data import get_source, prepare_dataset
 from components.errors import DataError
 from components.io import atomic_path, write_json
-from pipelines._common import DATA, REPORTS, console, params, stage
+from components.layout import DATA, REPORTS
+from pipelines._common import console, params, stage
 
 app = typer.Typer(add_completion=False)
 

@@ -14,10 +14,11 @@ import typer
 
 from components.errors import ConfigError, GenfoundryError
 from components.io import read_json, write_json
+from components.layout import AUDIT_DETAILS, EVAL_DETAILS, eval_dir, model_dir, report_file
 from components.models.store import load_trained
-from components.tracking import registry, runs
-from components.tracking.card import model_card
-from pipelines._common import EXPERIMENT, MODELS, REPORTS, console, experiment_context, stage
+from components.tracking import publish, registry, runs
+from components.tracking.card import card_summary, model_card
+from pipelines._common import EXPERIMENT, console, experiment_context, stage
 
 app = typer.Typer(add_completion=False)
 
@@ -26,8 +27,8 @@ app = typer.Typer(add_completion=False)
 @stage
 def main(experiment: str = EXPERIMENT) -> None:
     p, exp, info = experiment_context(experiment)
-    metrics = read_json(REPORTS / experiment / "eval.json")
-    audit = read_json(REPORTS / experiment / "audit.json")
+    metrics = read_json(report_file(experiment, EVAL_DETAILS))
+    audit = read_json(report_file(experiment, AUDIT_DETAILS))
     c = runs.client(Path.cwd())
     run = c.get_run(info["run_id"])
     if run.info.status == "FAILED":
@@ -44,7 +45,7 @@ def main(experiment: str = EXPERIMENT) -> None:
     )
     version = registry.find_version(c, name, fp)
     if version is None:
-        model = load_trained(MODELS / experiment)
+        model = load_trained(model_dir(experiment))
         with torch.no_grad():
             example = model.sample(4, generator=torch.Generator().manual_seed(0))
         example = example if isinstance(example, list) else example.numpy()
@@ -62,9 +63,8 @@ def main(experiment: str = EXPERIMENT) -> None:
             "audit.failed": "; ".join(audit["failed"]),
             **{f"metric.{k}": v for k, v in metrics.items() if isinstance(v, int | float)},
         }
-        eval_dir = REPORTS / experiment / "eval"
-        grid = eval_dir / "samples.png"
-        text = eval_dir / "samples.txt"
+        grid = eval_dir(experiment) / "samples.png"
+        text = eval_dir(experiment) / "samples.txt"
 
         def card(v: str) -> str:
             return model_card(
@@ -80,14 +80,14 @@ def main(experiment: str = EXPERIMENT) -> None:
                 sample_text="\n".join(text.read_text().splitlines()[:20]) if text.exists() else None,
             )
 
-        version = registry.log_sampler(
+        version = publish.log_sampler(
             run_id=info["run_id"],
-            model_dir=MODELS / experiment,
+            model_dir=model_dir(experiment),
             name=name,
             sample_params=model.sampler_defaults(),
             example_output=example,
             tags=tags,
-            description=_card(experiment, info["family"], info["dataset"], info, metrics, audit),
+            description=card_summary(experiment, info, metrics, audit),
             card=card,
             card_files=[grid] if grid.exists() else [],
         )
@@ -101,23 +101,10 @@ def main(experiment: str = EXPERIMENT) -> None:
         mode=exp.selection.mode,
         value=float(value),
     )
-    write_json(REPORTS / experiment / "registry.json", decision.to_dict())
+    write_json(report_file(experiment, "registry.json"), decision.to_dict())
     console.print(
         f"registered [bold]{name}[/] v{version}: {'[green]promoted[/]' if decision.promoted else 'not promoted'}"
         f" — {decision.reason}"
-    )
-
-
-def _card(experiment: str, family: str, dataset: str, info: dict, metrics: dict, audit: dict) -> str:
-    """A short model card (markdown) for the registry."""
-    rows = "\n".join(f"| {k} | {v:.4g} |" for k, v in metrics.items() if isinstance(v, float))
-    return (
-        f"# {experiment}\n\n{family} trained on `{dataset}` (data sha256 `{info['data_sha256'][:16]}`), "
-        f"params hash `{info['params_hash']}`, MLflow run `{info['run_id']}`.\n\n"
-        f"| metric | value |\n|---|---|\n{rows}\n\n"
-        f"Audit: {'passed' if audit['passed'] else 'FAILED: ' + '; '.join(audit['failed'])} "
-        f"(FD L2 {audit.get('fd_l2', float('nan')):.4f}).\n\n"
-        f"Protocol: `{json.dumps(metrics.get('protocol', {}), sort_keys=True)}`\n"
     )
 
 

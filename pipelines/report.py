@@ -1,6 +1,6 @@
 """Stages ``summary@<experiment>`` and ``report``: the leaderboard of every experiment (components.reporting).
 
-``python -m pipelines.report summary EXP`` bundles ``reports/EXP/eval.json``, ``audit.json``,
+``python -m pipelines.report summary EXP`` bundles ``reports/EXP/eval_details.json``, ``audit_details.json``,
 ``registry.json`` and the eval pictures into ``reports/summaries/EXP.json``. DVC cannot list the outputs of
 every ``foreach`` item as one stage's deps (iterative/dvc#8171), and a dep on ``reports/`` would contain the
 leaderboard itself; so ``report`` depends on the folder ``reports/summaries``, which holds exactly one
@@ -17,49 +17,50 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-import yaml
-from pydantic import ValidationError
 
-from components.config import ExperimentConfig, MlflowConfig, format_validation_error
-from components.errors import ConfigError, GenfoundryError
+from components.errors import GenfoundryError
 from components.io import read_json, write_json, write_text
+from components.layout import (
+    AUDIT_DETAILS,
+    EVAL_DETAILS,
+    LEADERBOARD_HTML,
+    LEADERBOARD_MD,
+    eval_dir,
+    report_file,
+    summary_file,
+)
 from components.reporting.summary import bundle
-from pipelines._common import EXPERIMENT, REPORTS, console, stage
+from pipelines._common import EXPERIMENT, console, params, stage
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
-SUMMARIES = REPORTS / "summaries"
-LEADERBOARD_MD = REPORTS / "leaderboard.md"
-LEADERBOARD_HTML = REPORTS / "leaderboard.html"
 
 
 @app.command("summary")
 @stage
 def summary(experiment: str = EXPERIMENT) -> None:
     """Bundle one experiment's eval/audit/registry reports and sample grid (stage summary@EXP)."""
-    folder = REPORTS / experiment
     parts = {}
-    for name, stage_name in (("eval.json", "evaluate"), ("audit.json", "audit"), ("registry.json", "register")):
-        path = folder / name
+    for name, stage_name in ((EVAL_DETAILS, "evaluate"), (AUDIT_DETAILS, "audit"), ("registry.json", "register")):
+        path = report_file(experiment, name)
         if not path.exists():
             raise GenfoundryError(
                 f"Expected {path} for the leaderboard, got no such file; run `dvc repro {stage_name}@{experiment}`"
             )
         parts[name] = read_json(path)
-    eval_dir = folder / "eval"
-    figures = {p.stem: p.read_bytes() for p in sorted(eval_dir.glob("*.png"))}
-    text = eval_dir / "samples.txt"
+    figures = {p.stem: p.read_bytes() for p in sorted(eval_dir(experiment).glob("*.png"))}
+    text = eval_dir(experiment) / "samples.txt"
     try:
         summary = bundle(
             experiment,
-            parts["eval.json"],
-            parts["audit.json"],
+            parts[EVAL_DETAILS],
+            parts[AUDIT_DETAILS],
             parts["registry.json"],
             figures=figures,
             sample_text=text.read_text() if text.exists() else None,
         )
     except ValueError as e:
         raise GenfoundryError(f"{e}; rerun its stages (`dvc repro -f evaluate@{experiment}`)") from None
-    write_json(SUMMARIES / f"{experiment}.json", summary)
+    write_json(summary_file(experiment), summary)
     console.print(f"summarized [bold]{experiment}[/] for the leaderboard")
 
 
@@ -69,10 +70,10 @@ def main() -> None:
     """Write reports/leaderboard.md and .html from every experiment's summary and log them to MLflow."""
     from components.reporting.leaderboard import entry, leaderboard_html, leaderboard_markdown
 
-    experiments, mlflow_cfg = leaderboard_params()
+    p = params()
     entries = []
-    for key, exp in experiments.items():
-        path = SUMMARIES / f"{key}.json"
+    for key, exp in p.experiments.items():
+        path = summary_file(key)
         if not path.exists():
             raise GenfoundryError(
                 f"Expected {path} for experiment {key!r}, got no such file; run `dvc repro summary@{key}`"
@@ -88,33 +89,10 @@ def main() -> None:
         )
     write_text(LEADERBOARD_MD, leaderboard_markdown(entries))
     write_text(LEADERBOARD_HTML, leaderboard_html(entries))
-    run_id = log_leaderboard(mlflow_cfg.experiment, entries)
+    run_id = log_leaderboard(p.mlflow.experiment, entries)
     console.print(
         f"leaderboard of {len(entries)} experiments: {LEADERBOARD_MD}, {LEADERBOARD_HTML} (MLflow run {run_id})"
     )
-
-
-def leaderboard_params(path: str | Path = "params.yaml") -> tuple[dict[str, ExperimentConfig], MlflowConfig]:
-    """The ``experiments`` and ``mlflow`` sections of params.yaml, typed and validated as in every stage, but
-    without ``load_params``' check of each family's hyperparameters: that imports every model family (torch,
-    seconds per run) for a stage that reads only names, families, datasets, selection metrics and levels."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path} not found; run from the project root")
-    raw = yaml.safe_load(path.read_text())
-    if not isinstance(raw, dict) or not isinstance(raw.get("experiments"), dict) or not raw["experiments"]:
-        raise ConfigError(f"{path}: expected a mapping with a non-empty 'experiments' section; add your experiments")
-    experiments = {}
-    for key, section in raw["experiments"].items():
-        try:
-            experiments[key] = ExperimentConfig.model_validate(section)
-        except ValidationError as e:
-            raise ConfigError(f"{path}: {format_validation_error(e, prefix=f'experiments.{key}')}") from None
-    try:
-        mlflow_cfg = MlflowConfig.model_validate(raw.get("mlflow") or {})
-    except ValidationError as e:
-        raise ConfigError(f"{path}: {format_validation_error(e, prefix='mlflow')}") from None
-    return experiments, mlflow_cfg
 
 
 def log_leaderboard(experiment_name: str, entries: list) -> str:

@@ -18,11 +18,14 @@ from components.config import ExperimentConfig, Params
 from components.data import load_manifest
 from components.errors import DivergenceError
 from components.io import write_json, write_text
+from components.layout import DATA, model_dir, report_file
 from components.models.store import save_trained
 from components.tracking import runs
-from components.training.driver import TrainJob, storage_path, train
-from components.training.warm_start import WarmStart
-from pipelines._common import DATA, EXPERIMENT, MODELS, REPORTS, console, params, params_hash, progress_bar, stage
+from components.tracking.champion import WarmStart
+from components.tracking.epochs import MlflowEpochLog
+from components.training.driver import storage_path, train
+from components.training.job import TrainJob, run_identity
+from pipelines._common import EXPERIMENT, console, params, progress_bar, stage
 
 app = typer.Typer(add_completion=False)
 
@@ -36,31 +39,26 @@ def main(experiment: str = EXPERIMENT) -> None:
     manifest = load_manifest(DATA, exp.dataset)
     c = runs.client(root)
     warm = _warm_start(p, experiment, exp) if p.retrain.warm_start else None
-    shaping = {
-        "family": exp.family,
-        "model": exp.model,
-        "train": exp.train.model_dump(),
-        "data": manifest["sha256"],
-        **({"init": warm.weights_sha256} if warm and warm.weights else {}),  # a resume keeps its own init
-    }
-    key_hash = params_hash(shaping)
-    run_key = f"{experiment}-{key_hash}"
-
-    exp_id = runs.ensure_experiment(c, p.mlflow.experiment, root)
+    key_hash, run_key = run_identity(
+        experiment=experiment,
+        family=exp.family,
+        model=exp.model,
+        train=exp.train,
+        data_sha256=manifest["sha256"],
+        init_sha256=warm.weights_sha256 if warm and warm.weights else None,
+    )
+    tags = runs.train_tags(
+        root,
+        experiment=experiment,
+        family=exp.family,
+        dataset=exp.dataset,
+        params_hash=key_hash,
+        data_sha256=manifest["sha256"],
+    )
+    if warm:
+        tags["warm_start"] = warm.source if warm.weights else f"no: {warm.reason}"
     run_id = runs.find_or_create_run(
-        c,
-        exp_id,
-        run_key,
-        run_name=experiment,
-        tags={
-            "genfoundry.experiment": experiment,
-            "genfoundry.family": exp.family,
-            "genfoundry.dataset": exp.dataset,
-            "git_commit": runs.git_commit(root),
-            "params_hash": key_hash,
-            "data_sha256": manifest["sha256"],
-            **({"warm_start": warm.source if warm.weights else f"no: {warm.reason}"} if warm else {}),
-        },
+        c, runs.ensure_experiment(c, p.mlflow.experiment, root), run_key, run_name=experiment, tags=tags
     )
     runs.log_params(
         c,
@@ -70,14 +68,13 @@ def main(experiment: str = EXPERIMENT) -> None:
     job = TrainJob(
         key=experiment,
         family=exp.family,
-        model=exp.model,
+        model=exp.family_config,
         dataset=exp.dataset,
         data_root=str((root / DATA).resolve()),
         train=exp.train,
         run_name=run_key,
         storage_path=storage_path(p.ray.storage_path, root),
-        tracking_uri=c.tracking_uri,
-        run_id=run_id,
+        epoch_log=MlflowEpochLog(c.tracking_uri, run_id),
         init_weights=warm.weights if warm else None,
     )
     t0 = time.time()
@@ -90,7 +87,7 @@ def main(experiment: str = EXPERIMENT) -> None:
         raise
     wall = time.time() - t0
     info = save_trained(
-        MODELS / experiment,
+        model_dir(experiment),
         model,
         {
             "experiment": experiment,
@@ -108,15 +105,10 @@ def main(experiment: str = EXPERIMENT) -> None:
     )
     final = {k: v for k, v in state.history[-1].items() if k != "epoch"} if state.history else {}
     write_json(
-        REPORTS / experiment / "train.json",
-        {
-            "epochs": state.epoch,
-            "wall_seconds": round(wall, 1),
-            "num_workers": exp.train.num_workers,
-            **final,
-        },
+        report_file(experiment, "train.json"),
+        {"epochs": state.epoch, "wall_seconds": round(wall, 1), "num_workers": exp.train.num_workers, **final},
     )
-    write_text(REPORTS / experiment / "train_history.csv", _csv(state.history))
+    write_text(report_file(experiment, "train_history.csv"), _csv(state.history))
     runs.set_tags(c, run_id, {"weights_sha256": info["weights_sha256"]})
     runs.log_metrics(c, run_id, {"train_wall_seconds": wall})
     c.set_terminated(run_id, status="FINISHED")
@@ -129,12 +121,12 @@ def main(experiment: str = EXPERIMENT) -> None:
 def _warm_start(p: Params, experiment: str, exp: ExperimentConfig) -> WarmStart:
     """``retrain.warm_start``: the champion's weights when its architecture matches (else the reason why not)."""
     from components.data import load_spec
+    from components.tracking.champion import champion_weights
     from components.tracking.registry import model_name
-    from components.training.warm_start import champion_weights
 
     name = model_name(p.mlflow.model_prefix, experiment)
     try:
-        warm = champion_weights(name, family=exp.family, model=exp.model, spec=load_spec(DATA, exp.dataset))
+        warm = champion_weights(name, family=exp.family, model=exp.family_config, spec=load_spec(DATA, exp.dataset))
     except Exception as e:  # MlflowException, an unreachable server: train, but say why not warm
         warm = WarmStart(None, None, None, f"cannot read the champion of {name} ({str(e).splitlines()[0]})")
     console.print(f"warm start [bold]{experiment}[/]: {warm.reason}", soft_wrap=True)
@@ -153,7 +145,7 @@ def _csv(history: list[dict[str, float]]) -> str:
 
 
 class _progress:
-    """A rich progress bar fed by the workers' events (epochs and steps), instead of Ray's log stream."""
+    """Progress fed by the workers' events (epochs and steps), instead of Ray's log stream."""
 
     def __init__(self, name: str):
         self.name = name

@@ -20,18 +20,18 @@ import typer
 from components.config import ExperimentConfig, load_params
 from components.data import load_manifest
 from components.errors import ConfigError, GenfoundryError
-from components.io import write_json
+from components.io import stable_hash, write_json
+from components.layout import DATA, PARAMS, report_file
+from components.orchestration.tune import TuneJob, tune
 from components.tracking import runs
 from components.training.driver import init_ray, resolve_use_gpu, storage_path
-from components.training.tune import TuneJob, tune
-from pipelines._common import DATA, EXPERIMENT, REPORTS, console, params, params_hash, progress_bar, stage
+from pipelines._common import EXPERIMENT, console, params, progress_bar, stage
 
 app = typer.Typer(add_completion=False)
-PARAMS = Path("params.yaml")
 
 
 def best_file(experiment: str) -> Path:
-    return REPORTS / experiment / "tune_best.json"
+    return report_file(experiment, "tune_best.json")
 
 
 @app.command()
@@ -124,7 +124,7 @@ def main(
             "name": name,
             "space": _space(exp),
             "num_samples": exp.tune.num_samples,
-            "params_hash": params_hash({"model": exp.model, "train": exp.train.model_dump(), "tune": _space(exp)}),
+            "params_hash": stable_hash({"model": exp.model, "train": exp.train.model_dump(), "tune": _space(exp)}),
             "data_sha256": manifest["sha256"],
             "wall_seconds": round(wall, 1),
         },

@@ -230,7 +230,7 @@ def experiment_outcome(c: Any, root: Path, experiment: str, name: str, versions_
     from components.tracking import registry
 
     decision = read_json(root / "reports" / experiment / "registry.json")
-    audit_path = root / "reports" / experiment / "audit.json"
+    audit_path = root / "reports" / experiment / "audit_details.json"
     audit = read_json(audit_path) if audit_path.exists() else {}
     before = decision.get("champion_before")
     metric = decision.get("metric")

@@ -28,37 +28,11 @@ from typing import Any
 
 import pandas as pd
 
+from components.models.family import FAMILIES
 from components.reporting.published import PACGAN_TABLE1
 from components.reporting.summary import FIGURES, SAMPLE_TEXT_LINES, bundle
 
 __all__ = ["FIGURES", "SAMPLE_TEXT_LINES", "Entry", "bundle", "entry", "leaderboard_html", "leaderboard_markdown"]
-
-# (family, eval.json key) -> (unit, exact or bound, data model). Keys of other families are shown as reported.
-LIKELIHOOD: dict[tuple[str, str], tuple[str, str, str]] = {
-    ("pixelcnn", "test_nll_bits_per_dim"): (
-        "bits/dim",
-        "exact",
-        "categorical over {levels} intensity levels, raster order",
-    ),
-    ("diffusion", "test_nll_bits_per_dim"): (
-        "bits/dim",
-        "upper bound (−ELBO: L_0 + L_T exact, one-sample estimate of the T−1 middle terms per image)",
-        "discretised Gaussian decoder at the dataset's intensity levels",
-    ),
-    ("vae", "test_nelbo_bits_per_dim"): (
-        "bits/dim",
-        "upper bound (−ELBO, one latent sample per image)",
-        "Bernoulli decoder on [0, 1] intensities: a continuous-target likelihood, not comparable with the "
-        "discrete bits/dim of other families",
-    ),
-    ("vae", "test_nelbo_nats"): ("nats/image", "upper bound (−ELBO, one latent sample per image)", "as above"),
-    ("gpt", "test_nll_nats_per_char"): (
-        "nats/char",
-        "exact",
-        "characters and EOS, PAD ignored; bigram baseline (add-one, fitted on train) {bigram}",
-    ),
-}
-NO_LIKELIHOOD = {"gan": "none: an implicit model (no density)"}
 
 
 @dataclass(frozen=True)
@@ -277,6 +251,15 @@ def _likelihood_unit(k: str) -> str | None:
     return next((unit for suffix, unit in UNITS.items() if k.endswith(suffix)), None)
 
 
+def _likelihood_facts(family: str, metric: str) -> tuple[str, str, str]:
+    """(unit, exact or bound, data model) of a likelihood number, from the family's record."""
+    record = FAMILIES.get(family)
+    for fact in record.likelihood if record else ():
+        if fact.metric == metric:
+            return fact.unit, fact.exactness, fact.data_model
+    return _likelihood_unit(metric) or "–", "as reported", "–"
+
+
 def likelihood_table(entries: Iterable[Entry]) -> pd.DataFrame:
     """One row per likelihood number of eval.json (``test_nll_*``, ``test_nelbo_*``, ``*bpd*``), with its unit,
     whether it is exact or a bound, and the data model it refers to; one row for families with none."""
@@ -284,7 +267,7 @@ def likelihood_table(entries: Iterable[Entry]) -> pd.DataFrame:
     for e in entries:
         keys = sorted(k for k, v in e.eval.items() if _likelihood_unit(k) and isinstance(v, int | float))
         for k in keys:
-            unit, kind, model = LIKELIHOOD.get((e.family, k), (_likelihood_unit(k), "as reported", "–"))
+            unit, kind, model = _likelihood_facts(e.family, k)
             levels = e.model.get("levels") or _get(e.eval, "protocol", "levels") or "the dataset's"
             bigram = fmt(e.eval.get("bigram_nll_nats_per_char"))
             rows.append(
@@ -308,7 +291,9 @@ def likelihood_table(entries: Iterable[Entry]) -> pd.DataFrame:
                     "metric": "–",
                     "value": "–",
                     "unit": "–",
-                    "exact / bound": NO_LIKELIHOOD.get(e.family, "none: the family defines no likelihood"),
+                    "exact / bound": FAMILIES[e.family].no_likelihood
+                    if e.family in FAMILIES
+                    else "none: the family defines no likelihood",
                     "data model": "–",
                 }
             )
@@ -429,12 +414,12 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 
 NOTES = {
-    "images": "FID in the domain classifier's features (64-D, not Inception: benchmarks.md §3); lower is better. "
+    "images": "FID in the domain classifier's features (64-D, not Inception: docs/protocols.md §3.1); lower is better. "
     "The floor is the FID of real training images vs the real test split, the best a model can hope for at this N. "
     "Intervals: centred bootstrap over test and generated features (components/evaluation/frechet.py); FID is "
     "biased upwards at small N, so compare experiments at the same N. fid_simclr / floor: the same FID and floor "
     "in a label-free SimCLR encoder's features (components/evaluation/simclr.py); its scale is its own.",
-    "memorization": "Generated vs train vs test in the domain classifier's features (benchmarks.md §4): C_T ≪ 0 "
+    "memorization": "Generated vs train vs test in the domain classifier's features (docs/protocols.md §4): C_T ≪ 0 "
     "means copying, ≫ 0 underfitting; authenticity is the share of samples farther from their nearest training "
     "image than it is from its own nearest neighbour; NN-ratio memorized: ‖x − NN₁‖ / ‖x − NN₂‖ < 1/3.",
     "augmentation": "A small MLP trained on the real training split vs the real split plus the generated images "
@@ -442,7 +427,7 @@ NOTES = {
     "the samples help as training data.",
     "likelihood": "Only numbers with the same unit, bound type and data model compare: bits/dim at 4 levels "
     "(PixelCNN) and at 256 levels (diffusion) are different quantities.",
-    "modes": "2-D mixtures (benchmarks.md §1): 2,500 samples, high quality within 3σ of a mean, reverse KL over "
+    "modes": "2-D mixtures (docs/protocols.md §1): 2,500 samples, high quality within 3σ of a mean, reverse KL over "
     "the high-quality histogram. Ours are one seed; PacGAN's rows use its own networks and 10 trials.",
 }
 

@@ -1,4 +1,4 @@
-"""Published numbers the leaderboard sets our runs beside (../shared/reference/benchmarks.md)."""
+"""Published numbers the leaderboard sets our runs beside (docs/protocols.md §1.6, §2.5)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ PACGAN_TABLE1: dict[str, dict[str, tuple[str, str, str]]] = {
     },
 }
 
-#: Stacked MNIST, 1,000 modes (benchmarks.md §2): model -> (modes covered, KL(p̂ ‖ U₁₀₀₀), source). 26,000 samples
+#: Stacked MNIST, 1,000 modes (docs/protocols.md §2.5): model -> (modes covered, KL(p̂ ‖ U₁₀₀₀), source). 26,000 samples
 #: (PacGAN's code: 25,600) labelled channel by channel by a pretrained MNIST classifier, on the full 60k MNIST.
 STACKED_MNIST: dict[str, tuple[str, str, str]] = {
     "DCGAN": ("99", "3.4", "VEEGAN Table 2 (arXiv 1705.07761)"),

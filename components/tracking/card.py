@@ -1,7 +1,7 @@
 """The model card of a registered version (markdown): data and its hash, params, metrics, audit, protocol.
 
 Logged with the version's MLflow run under ``model_card/v<version>/`` beside the sample grid it shows, and
-linked from the version's description (:func:`components.tracking.registry.log_sampler`).
+linked from the version's description (:func:`components.tracking.publish.log_sampler`).
 """
 
 from __future__ import annotations
@@ -99,3 +99,16 @@ def model_card(
     else:
         lines.append("(no samples recorded)")
     return "\n".join(lines) + "\n"
+
+
+def card_summary(experiment: str, info: Mapping[str, Any], metrics: Mapping[str, Any], audit: Mapping[str, Any]) -> str:
+    """The short card (markdown) of a version's description in the registry; the full card is linked below it."""
+    rows = "\n".join(f"| {k} | {v:.4g} |" for k, v in metrics.items() if isinstance(v, float))
+    return (
+        f"# {experiment}\n\n{info['family']} trained on `{info['dataset']}` (data sha256 "
+        f"`{info['data_sha256'][:16]}`), params hash `{info['params_hash']}`, MLflow run `{info['run_id']}`.\n\n"
+        f"| metric | value |\n|---|---|\n{rows}\n\n"
+        f"Audit: {'passed' if audit['passed'] else 'FAILED: ' + '; '.join(audit['failed'])} "
+        f"(FD L2 {audit.get('fd_l2', float('nan')):.4f}).\n\n"
+        f"Protocol: `{json.dumps(metrics.get('protocol', {}), sort_keys=True)}`\n"
+    )

@@ -97,3 +97,17 @@ def git_commit(root: str | Path | None = None) -> str:
         ).stdout.strip()
     except (subprocess.CalledProcessError, FileNotFoundError):
         return "unknown"
+
+
+def train_tags(
+    root: str | Path, *, experiment: str, family: str, dataset: str, params_hash: str, data_sha256: str
+) -> dict[str, str]:
+    """The tags of an experiment's training run (the registry copies them to its versions)."""
+    return {
+        "genfoundry.experiment": experiment,
+        "genfoundry.family": family,
+        "genfoundry.dataset": dataset,
+        "git_commit": git_commit(root),
+        "params_hash": params_hash,
+        "data_sha256": data_sha256,
+    }

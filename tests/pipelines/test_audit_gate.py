@@ -87,8 +87,8 @@ def test_a_one_class_generator_is_blocked_and_a_fair_one_promoted(gate_project, 
         register.main(experiment)
 
     reports = d / "reports"
-    fair = json.loads((reports / "fair" / "audit.json").read_text())
-    biased = json.loads((reports / "biased" / "audit.json").read_text())
+    fair = json.loads((reports / "fair" / "audit_details.json").read_text())
+    biased = json.loads((reports / "biased" / "audit_details.json").read_text())
     assert fair["passed"], fair["failed"]
     assert fair["quality_gap"] < 0.5 and fair["memorization_rate"] < 0.5
     assert set(fair["gates"]) == {"fd_l2", "quality_gap", "memorization"}

@@ -131,7 +131,7 @@ def test_repro_runs_every_stage_and_registers_a_champion(project):
 def _check_evaluation_and_leaderboard(d, env):
     from mlflow.tracking import MlflowClient
 
-    ev = json.loads((d / "reports/vae_a/eval.json").read_text())
+    ev = json.loads((d / "reports/vae_a/eval_details.json").read_text())
     assert ev["fid_ci95"][0] <= ev["fid"] <= ev["fid_ci95"][1] and len(ev["fid_floor_train_vs_test_ci95"]) == 2
     assert {"c_t", "authenticity", "nn_ratio_memorized"} <= set(ev["memorization"])
     assert {"acc_real", "acc_real_plus_generated", "delta"} <= set(ev["augmentation"])
@@ -157,6 +157,33 @@ def test_changing_one_experiment_reruns_only_its_stages(project):
     assert "Running stage 'register@vae_b'" in r.stdout
     assert "Running stage 'train@vae_a'" not in r.stdout
     assert "Running stage 'prepare'" not in r.stdout
+
+
+def _stale(d, env) -> set[str]:
+    r = _run([str(BIN / "dvc"), "status", "--json"], d, env)
+    return set(json.loads(r.stdout))
+
+
+def test_an_edit_to_imported_code_marks_the_stages_that_import_it_out_of_date(project):
+    """dvc.yaml lists every module a stage imports (tests/test_dvc_yaml.py): a real ``dvc status`` sees an edit
+    to ``components/config.py`` (every stage parses params.yaml), and one to the GAN family (no experiment here is
+    a GAN) reruns nothing."""
+    d, env = project
+    assert _stale(d, env) == set()
+    for path, expected in (
+        ("components/config.py", {"train@vae_a", "train@vae_b", "evaluate@vae_a", "register@vae_b", "report"}),
+        ("components/models/vae.py", {"train@vae_a", "evaluate@vae_b", "register@vae_a"}),
+        ("components/models/gan.py", set()),
+    ):
+        f = d / path
+        original = f.read_text()
+        f.write_text(original + "\n# an edit\n")
+        try:
+            stale = _stale(d, env)
+        finally:
+            f.write_text(original)
+        assert expected <= stale if expected else stale == set(), (path, sorted(stale))
+    assert _stale(d, env) == set()
 
 
 def _retrain(d, env, *, cli: bool = False):

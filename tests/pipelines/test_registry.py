@@ -15,7 +15,7 @@ from components.config import TrainConfig
 from components.data import load_spec, load_split
 from components.models import build_model
 from components.models.store import save_trained
-from components.tracking import registry, runs
+from components.tracking import publish, registry, runs
 from components.training.loop import data_tensors, fit
 
 BIN = Path(sys.executable).parent
@@ -33,7 +33,7 @@ def model_dir(tmp_path_factory, digits_root):
 
 def _register(c, exp_id, model_dir, name, fid, tag):
     run_id = runs.find_or_create_run(c, exp_id, f"key-{tag}", run_name=tag, tags={})
-    return registry.log_sampler(
+    return publish.log_sampler(
         run_id=run_id,
         model_dir=model_dir,
         name=name,
@@ -97,7 +97,7 @@ def test_champion_samples_from_the_registry_alone(mlflow_server, model_dir, monk
     a = model.predict({"n": 4, "seed": 0})
     b = model.predict({"n": 4, "seed": 0})
     assert np.asarray(a).shape == (4, 1, 8, 8) and np.array_equal(a, b)
-    with pytest.raises(Exception, match="Expected 1 <= n <= 10000"):
+    with pytest.raises(Exception, match="expected 1 <= n <= 10000"):
         model.predict({"n": 0, "seed": 0})
 
     # a fresh shell in an unrelated folder, with nothing but the registry's address
@@ -180,7 +180,7 @@ def test_diffusion_samples_with_ddim_or_ddpm_and_inpaints_from_the_registry(
     c = runs.client()
     name = "gf-test-diffusion"
     run_id = runs.find_or_create_run(c, runs.ensure_experiment(c, "registry-test-4"), "key-d", run_name="d", tags={})
-    v = registry.log_sampler(
+    v = publish.log_sampler(
         run_id=run_id,
         model_dir=tmp_path / "ddpm",
         name=name,

@@ -13,8 +13,8 @@ from pipelines import cli, report
 def _reports(root, *, registry=True):
     d = root / "reports" / "exp"
     (d / "eval").mkdir(parents=True)
-    (d / "eval.json").write_text(json.dumps({"fid": 12.5, "fid_ci95": [11.0, 14.0]}))
-    (d / "audit.json").write_text(json.dumps({"passed": True, "failed": []}))
+    (d / "eval_details.json").write_text(json.dumps({"fid": 12.5, "fid_ci95": [11.0, 14.0]}))
+    (d / "audit_details.json").write_text(json.dumps({"passed": True, "failed": []}))
     if registry:
         (d / "registry.json").write_text(json.dumps({"version": "1", "aliases": ["champion"], "promoted": True}))
     (d / "eval" / "samples.png").write_bytes(b"\x89PNG fake")

@@ -20,7 +20,7 @@ import pytest
 from components.data import load_spec
 from components.models import build_model
 from components.models.store import save_trained
-from components.tracking import registry, runs
+from components.tracking import publish, registry, runs
 from components.tracking.card import model_card
 from tests.pipelines.conftest import wait_http
 
@@ -42,7 +42,7 @@ def champion(tmp_path_factory, digits_root, mlflow_server):
         grid = d.parent / "samples.png"
         grid.write_bytes(b"\x89PNG\r\n\x1a\n")  # the card only links it
         audit = {"passed": True, "failed": [], "gates": {"fd_l2": {"value": 0.01, "threshold": 0.1, "passed": True}}}
-        version = registry.log_sampler(
+        version = publish.log_sampler(
             run_id=run_id,
             model_dir=d,
             name=NAME,
