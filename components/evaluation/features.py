@@ -1,8 +1,8 @@
 """Domain feature extractor: a small CNN classifier trained on the prepared images, versioned with the data.
 
-Inception features neither download here nor suit 8×8 / 28×28 digits (../shared/reference/benchmarks.md
-§3), so FID/KID/PRDC use the penultimate layer of a classifier trained on the dataset itself. Its test
-accuracy and weights hash go into every protocol card.
+Inception features neither download here nor suit 8×8 / 28×28 digits (docs/protocols.md §3.1), so
+FID/KID/PRDC use the penultimate layer of a classifier trained on the dataset itself. Its test accuracy and
+weights hash go into every protocol card.
 """
 
 from __future__ import annotations

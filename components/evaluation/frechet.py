@@ -9,7 +9,7 @@ replacement repeats rows, which adds that bias again: with 1,000 vs 2,000 64-D f
 sat ~7 above the estimate, so a plain percentile interval did not even contain it. ``fid_ci`` therefore
 uses the centred bootstrap interval (``stats.bootstrap_ci(method="centred")``): the sampling spread of
 FID at this N around the estimate. ``boot_mean − estimate`` estimates the small-N bias; report N beside
-every FID (benchmarks.md §3).
+every FID (docs/protocols.md §3.2).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Stacked MNIST (1,000 modes): build the data, count the modes of samples (../shared/reference/benchmarks.md §2).
+"""Stacked MNIST (1,000 modes): build the data, count the modes of samples (docs/protocols.md §2).
 
 Protocol (VEEGAN arXiv 1705.07761 §5.2; PacGAN arXiv 1712.04086 §5.2): three random MNIST digits are
 stacked as the three channels of one image, so the data have 10³ = 1,000 equally likely modes (digit
@@ -65,7 +65,7 @@ def stacked_modes(images: Tensor | np.ndarray, classifier: DigitClassifier) -> n
 
 
 def count_stacked_modes(images: Tensor | np.ndarray, classifier: DigitClassifier) -> dict[str, Any]:
-    """Modes covered (of 1,000) and KL(p̂ ‖ U₁₀₀₀) of generated Stacked MNIST images (benchmarks.md §2)."""
+    """Modes covered (of 1,000) and KL(p̂ ‖ U₁₀₀₀) of generated Stacked MNIST images (docs/protocols.md §2.2)."""
     modes = stacked_modes(images, classifier)
     counts = np.bincount(modes, minlength=NUM_MODES)  # (1000,)
     return {

@@ -1,4 +1,4 @@
-"""Stacked MNIST (benchmarks.md §2) with planted answers: a fake classifier reads each channel's digit from
+"""Stacked MNIST (docs/protocols.md §2) with planted answers: a fake classifier reads each channel's digit from
 its brightness, so the modes of a constructed set are known exactly."""
 
 import math
