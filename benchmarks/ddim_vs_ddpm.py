@@ -6,21 +6,25 @@
 The second form trains first, in-process, through ``components.training.loop.fit`` (the Ray worker's epoch
 loop without Ray); ``--save-model DIR`` keeps the result for later runs.
 
-Protocol (benchmarks.md §3): FID = ``components.evaluation.harness.fid_kid`` (torchmetrics
+Protocol (docs/protocols.md §6.2; FID as in §3.3): FID = ``components.evaluation.harness.fid_kid`` (torchmetrics
 ``FrechetInceptionDistance(feature=<domain classifier>)``) of ``--n`` samples per sampler against the test
 split, all samplers from the same seed; the real-vs-real floor (a train subset vs test) is reported beside
 it, and a 95% centred bootstrap interval (resampling generated and real features; the spread of the
 resampled FIDs around the estimate, as the evaluate stage reports it: resampling with replacement inflates
 FID, so a percentile interval can miss the estimate) next to every FID. Samples/s is wall-clock sampling
 throughput on ``--device`` after one warm-up batch; the process CPU time is recorded too, and on a shared
-CPU (other jobs running) the speed-up by CPU time with ``--threads 1`` is the trustworthy one. The domain classifier is
-``--features DIR`` (the features stage's output, default ``data/features/<dataset>``); if that does not
-exist, one is trained here with the features stage's recipe (``train_classifier``) and its test accuracy
-recorded. The data are the prepared splits in ``data/prepared/<dataset>`` if present, else the source is
-loaded and split as the prepare stage does (seed 0, val 0.1, test 0.2).
+CPU (other jobs running) the speed-up by CPU time with ``--threads 1`` is the trustworthy one.
+
+The pipeline's pieces throughout: the FID is the evaluate stage's (``harness.fid_kid`` for the value,
+``frechet.fid_ci`` on the domain classifier's features for the interval, the floor drawn as the stage draws
+it); the classifier is the features stage's (``--features DIR``, default ``data/features/<dataset>``; if that
+does not exist, one is trained here with params.yaml's ``features`` recipe and its test accuracy recorded); the
+data are the prepare stage's splits in ``--data-root`` (default ``data/prepared``), or, if absent, prepared
+into a temporary folder as the prepare stage does (params.yaml's ``prepare`` section).
 
 Targets (the task's): DDIM-50 at least 15x the samples/s of DDPM-1000 with FID within 10% of it.
-Writes ``--out``.json and ``--out``.md (default reports/benchmarks/ddim_vs_ddpm), plus sample grids.
+Writes ``--out``.json and ``--out``.md (default reports/benchmarks/ddim_vs_ddpm, with the platform block of
+benchmarks/_report.py), plus sample grids.
 """
 
 from __future__ import annotations
@@ -28,68 +32,45 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from scipy import linalg
+from _pipeline import domain_classifier, prepared_root
+from _report import Run
 
 from components.config import TrainConfig
-from components.data import get_source, load_spec, load_split, split_indices
+from components.data import load_spec, load_split
 from components.data.spec import DataSpec
-from components.evaluation.features import TrainedClassifier, load_classifier, train_classifier
+from components.errors import ConfigError
+from components.evaluation.frechet import fid_ci
 from components.evaluation.grids import image_grid, save_png
 from components.evaluation.harness import fid_kid, generate
-from components.evaluation.stats import bootstrap_ci
-from components.models import build_model
+from components.layout import DATA, FEATURES
+from components.models import build_model, parse_family_config
+from components.models.configs import DiffusionConfig
 from components.models.store import load_trained, save_trained
-from components.training.loop import fit
+from components.training.loop import data_tensors, fit
 
 
-def frechet_distance(f1: torch.Tensor, f2: torch.Tensor) -> float:
-    """‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½) of two feature sets (arXiv 1706.08500), float64."""
-    a, b = f1.double().numpy(), f2.double().numpy()
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean = linalg.sqrtm(s1 @ s2).real
-    return max(float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean)), 0.0)
+def model_config(raw: str) -> DiffusionConfig:
+    """``--model`` parsed by the diffusion family's config; a bad key or value stops here, in one line."""
+    try:
+        return parse_family_config("diffusion", json.loads(raw), where="--model")
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"--model: not JSON ({e})") from None
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
 
 
-def load_data(root: Path, name: str, *, seed: int, val: float, test: float) -> tuple[DataSpec, dict[str, tuple]]:
-    if (root / name / "manifest.json").exists():
-        return load_spec(root, name), {s: load_split(root, name, s) for s in ("train", "test")}
-    raw = get_source(name)()
-    idx = split_indices(len(raw.x), raw.y if raw.class_names else None, val=val, test=test, seed=seed)
-    spec = DataSpec(
-        name=name, kind=raw.kind, shape=tuple(raw.x.shape[1:]), class_names=raw.class_names, levels=raw.levels
-    )
-    return spec, {s: (raw.x[idx[s]], raw.y[idx[s]]) for s in ("train", "test")}
-
-
-def domain_classifier(path: Path, spec: DataSpec, splits: dict[str, tuple]) -> TrainedClassifier:
-    if (path / "meta.json").exists():
-        return load_classifier(path)
-    model, acc = train_classifier(
-        splits["train"],
-        splits["test"],
-        num_classes=spec.num_classes,
-        epochs=8,
-        batch_size=128,
-        lr=2e-3,
-        seed=0,
-    )
-    return TrainedClassifier(model=model.eval(), meta={**acc, "source": "trained by this benchmark"})
-
-
-def train_model(args: argparse.Namespace, spec: DataSpec, splits: dict[str, tuple]) -> tuple[Any, dict]:
-    model = build_model("diffusion", json.loads(args.model), spec)
-    x, y = splits["train"]
+def train_model(args: argparse.Namespace, spec: DataSpec, train_split: tuple) -> tuple[Any, dict]:
+    raw = json.loads(args.model)
+    model = build_model("diffusion", model_config(args.model), spec)
     cfg = TrainConfig(epochs=args.train_epochs, batch_size=args.batch_size, lr=args.lr, num_workers=0, seed=args.seed)
     t0 = time.perf_counter()
-    history = fit(model, (torch.from_numpy(x).float(), torch.from_numpy(y)), cfg, device=args.device)
+    history = fit(model, data_tensors(spec, *train_split), cfg, device=args.device)
     info = {
         "epochs": args.train_epochs,
         "batch_size": args.batch_size,
@@ -98,8 +79,8 @@ def train_model(args: argparse.Namespace, spec: DataSpec, splits: dict[str, tupl
         "train_seconds": round(time.perf_counter() - t0, 1),
         "final_loss": history[-1]["loss"],
     }
-    if args.save_model:
-        save_trained(args.save_model, model, {"family": "diffusion", "model": json.loads(args.model), "train": info})
+    if args.save_model:  # as the train stage saves it: the model params as written
+        save_trained(args.save_model, model, {"family": "diffusion", "model": raw, "train": info})
         model.to(args.device)
     return model, info
 
@@ -124,8 +105,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--save-model", type=Path)
     ap.add_argument("--dataset", default="mnist5k")
-    ap.add_argument("--data-root", type=Path, default=Path("data/prepared"))
-    ap.add_argument("--features", type=Path, help="domain classifier directory (default data/features/<dataset>)")
+    ap.add_argument("--data-root", type=Path, default=DATA, help="the prepare stage's output")
+    ap.add_argument("--features", type=Path, help=f"domain classifier directory (default {FEATURES}/<dataset>)")
     ap.add_argument("--n", type=int, default=2000, help="samples per sampler")
     ap.add_argument("--sample-batch", type=int, default=500)
     ap.add_argument("--ddim-steps", type=int, nargs="+", default=[10, 25, 50, 100])
@@ -138,11 +119,16 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=200)
     ap.add_argument("--out", type=Path, default=Path("reports/benchmarks/ddim_vs_ddpm"))
     args = ap.parse_args()
+    run = Run(args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not args.model_dir:
+        model_config(args.model)  # before any data or classifier work
 
-    spec, splits = load_data(args.data_root, args.dataset, seed=0, val=0.1, test=0.2)
-    classifier = domain_classifier(args.features or Path("data/features") / args.dataset, spec, splits)
+    root = prepared_root([args.dataset], args.data_root)
+    spec = load_spec(root, args.dataset)
+    splits = {s: load_split(root, args.dataset, s) for s in ("train", "test")}
+    classifier = domain_classifier(args.dataset, root, args.features)
     extractor = classifier.model.eval()
     if args.model_dir:
         model, train_info = (
@@ -150,27 +136,30 @@ def main() -> None:
             {"model_dir": str(args.model_dir)},
         )
     else:
-        model, train_info = train_model(args, spec, splits)
+        model, train_info = train_model(args, spec, splits["train"])
     model.to(args.device).eval()
     print(f"model: {model.config.model_dump()} train: {train_info}", flush=True)
 
+    # the evaluate stage's reference and floor (harness.evaluate_images): the test split, and a seeded train subset
+    # of the generated sample size
     real = torch.from_numpy(splits["test"][0]).float()
     f_real = classifier.features(real)
     rng = np.random.default_rng(args.seed)
     train_x = splits["train"][0]
     floor_x = torch.from_numpy(train_x[rng.choice(len(train_x), min(args.n, len(train_x)), replace=False)]).float()
     floor = fid_kid(extractor, real, floor_x, seed=args.seed)["fid"]
-    print(f"FID floor (train {len(floor_x)} vs test {len(real)}): {floor:.3f}", flush=True)
+    floor_ci = fid_ci(f_real, classifier.features(floor_x), n_boot=args.n_boot, seed=args.seed)
+    print(f"FID floor (train {len(floor_x)} vs test {len(real)}): {floor:.3f} [{floor_ci.lo:.3f}, {floor_ci.hi:.3f}]",
+          flush=True)  # fmt: skip
 
     runs = [{"sampler": "ddpm", "steps": model.T, "eta": 1.0}]
     runs += [{"sampler": "ddim", "steps": s, "eta": eta} for eta in args.eta for s in args.ddim_steps]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)  # the sample grids
     rows = []
     for r in runs:
         fake, seconds, cpu_seconds = timed_samples(model, args.n, batch=args.sample_batch, seed=args.seed, options=r)
         fid = fid_kid(extractor, real, fake, seed=args.seed)
-        f_fake = classifier.features(fake)
-        ci = bootstrap_ci(frechet_distance, f_real, f_fake, n_boot=args.n_boot, seed=args.seed, method="centred")
+        ci = fid_ci(f_real, classifier.features(fake), n_boot=args.n_boot, seed=args.seed)  # as the evaluate stage
         row = {
             **r,
             "n": args.n,
@@ -179,7 +168,7 @@ def main() -> None:
             "cpu_seconds": round(cpu_seconds, 2),  # robust to other load on a CPU with --threads 1
             "fid": fid["fid"],
             "fid_ci95": [ci.lo, ci.hi],
-            "fid_features_check": ci.estimate,  # the same FID from our own formula: must match "fid"
+            "fid_features_check": ci.estimate,  # frechet.frechet_distance on the features: must match "fid"
             "kid": fid["kid"],
         }
         rows.append(row)
@@ -203,8 +192,8 @@ def main() -> None:
     }
     if "cuda" in str(args.device):
         device = f"{args.device} ({torch.cuda.get_device_name()})"
-    else:
-        device = f"{args.device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    else:  # the CPU model is in the platform block
+        device = f"{args.device} ({torch.get_num_threads()} threads)"
     result = {
         "dataset": spec.name,
         "device": device,
@@ -214,14 +203,14 @@ def main() -> None:
         "n_real": len(real),
         "reference_split": "test",
         "fid_floor_train_vs_test": floor,
+        "fid_floor_ci95": [floor_ci.lo, floor_ci.hi],
         "ema": model.config.use_ema,
         "seed": args.seed,
         "rows": rows,
         "targets": targets,
     }
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
     print(markdown(result))
+    run.write(result, markdown(result))
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -231,7 +220,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"Device: {r['device']}. N = {r['rows'][0]['n']} generated per sampler vs {r['n_real']} real "
         f"({r['reference_split']} split); FID in the domain classifier's features "
         f"(test accuracy {r['features'].get('test_accuracy')}); EMA weights: {r['ema']}; seed {r['seed']}. "
-        f"Real-vs-real floor (train vs test): FID {r['fid_floor_train_vs_test']:.3f}.",
+        f"Real-vs-real floor (train vs test): FID {r['fid_floor_train_vs_test']:.3f}"
+        + (" [{:.3f}, {:.3f}].".format(*r["fid_floor_ci95"]) if "fid_floor_ci95" in r else "."),
         "",
         "| sampler | steps | eta | samples/s (wall) | speed-up (wall) | speed-up (CPU time) | FID [95% CI] "
         "| FID / DDPM's | KID |",

@@ -14,8 +14,11 @@ Checks:
   train_<family> ``components.training.driver.train`` with N workers, ``use_gpu`` and ``amp``: every epoch runs,
                 the losses are finite and the last epoch's loss is below the first's; samples/s is reported
   sample_<family> the trained model (returned on CPU) moved to cuda:0 draws finite samples
-Results go to ``<out>.json`` and ``<out>.md``. Exit status: 0 all passed, 1 a check failed, 2 no CUDA here (a
-CPU-only machine: nothing to check, said in one line).
+The data are the prepare stage's splits in ``data/prepared``, or, if absent, prepared into a temporary folder as
+the prepare stage does; each family's model params are parsed by the family's own config (``parse_family_config``).
+Results go to ``<out>.json`` and ``<out>.md`` (with the platform block of benchmarks/_report.py). Exit status: 0
+all passed, 1 a check failed, 2 no CUDA here (a CPU-only machine: nothing to check, said in one line, nothing
+written).
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _report import Run
 
 FAMILIES: dict[str, dict[str, Any]] = {
     # family: dataset, model params, per-worker batch size
@@ -88,7 +91,7 @@ def check_ray(n: int) -> dict[str, Any]:
 def check_amp(family: str, root: Path) -> dict[str, Any]:
     """One step of the family's own train step on cuda:0 with AMP: the forward runs in bf16."""
     from components.data import load_spec, load_split
-    from components.models import build_model
+    from components.models import build_model, parse_family_config
     from components.models.base import OptimConfig
     from components.training.loop import data_tensors
 
@@ -96,7 +99,7 @@ def check_amp(family: str, root: Path) -> dict[str, Any]:
     spec = load_spec(root, spec_cfg["dataset"])
     x, y = data_tensors(spec, *load_split(root, spec_cfg["dataset"], "train"))
     device = torch.device("cuda:0")
-    model = build_model(family, spec_cfg["model"], spec).to(device)
+    model = build_model(family, parse_family_config(family, spec_cfg["model"]), spec).to(device)
     step = model.make_train_step(wrap=lambda m: m, optim=OptimConfig(lr=1e-3, amp=True))
     dtypes: set[torch.dtype] = set()
 
@@ -119,7 +122,9 @@ def check_amp(family: str, root: Path) -> dict[str, Any]:
 
 def check_train(family: str, root: Path, n: int, epochs: int, storage: Path, gpus: int) -> tuple[Any, dict[str, Any]]:
     from components.config import TrainConfig
-    from components.training.driver import TrainJob, train
+    from components.models import parse_family_config
+    from components.training.driver import train
+    from components.training.job import TrainJob
 
     spec_cfg = FAMILIES[family]
     cfg = TrainConfig(
@@ -143,7 +148,7 @@ def check_train(family: str, root: Path, n: int, epochs: int, storage: Path, gpu
     job = TrainJob(
         key=f"gpu_check_{family}",
         family=family,
-        model=spec_cfg["model"],
+        model=parse_family_config(family, spec_cfg["model"]),
         dataset=spec_cfg["dataset"],
         data_root=str(root),
         train=cfg,
@@ -193,6 +198,7 @@ def main() -> int:
     )
     p.add_argument("--out", default="reports/benchmarks/gpu_check", help="writes <out>.json and <out>.md")
     args = p.parse_args()
+    run = Run(args.out)
     if not torch.cuda.is_available():
         print(
             f"gpu_check: no CUDA device here (torch {torch.__version__}, cuda {torch.version.cuda}); "
@@ -203,22 +209,20 @@ def main() -> int:
     checks = Checks()
     info = checks.run("cuda", check_cuda)
     if info is None:
-        return _finish(checks, args, t_start)
+        return _finish(checks, run, t_start)
     n_gpus = info["gpus"]
     n = args.workers or max(2, n_gpus)
     checks.run("ray_gpus", check_ray, n_gpus)
-    from components.data import get_source, prepare_dataset
+    from _pipeline import prepared_root
 
-    work = Path(tempfile.mkdtemp(prefix="gpu_check-"))
-    root = work / "prepared"
-    for ds in sorted({FAMILIES[f]["dataset"] for f in args.families}):
-        prepare_dataset(ds, get_source(ds)(), root, val=0.1, test=0.2, seed=0)
+    work = Path(tempfile.mkdtemp(prefix="gpu_check-"))  # Ray Train's storage
+    root = prepared_root(sorted({FAMILIES[f]["dataset"] for f in args.families}))
     for family in args.families:
         checks.run(f"amp_{family}", check_amp, family, root)
         trained = checks.run(f"train_{family}", lambda f=family: _train_detail(f, root, n, args.epochs, work, n_gpus))
         if trained is not None:
             checks.run(f"sample_{family}", check_sample, _MODELS.pop(family))
-    return _finish(checks, args, t_start, info)
+    return _finish(checks, run, t_start, info)
 
 
 _MODELS: dict[str, Any] = {}
@@ -230,33 +234,24 @@ def _train_detail(family: str, root: Path, n: int, epochs: int, work: Path, gpus
     return detail
 
 
-def _finish(checks: Checks, args: argparse.Namespace, t_start: float, info: dict | None = None) -> int:
+def _finish(checks: Checks, run: Run, t_start: float, info: dict | None = None) -> int:
     total = time.perf_counter() - t_start
     failed = [r["check"] for r in checks.results if not r["ok"]]
-    report = {
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "gpus": info,
-        "seconds": round(total, 1),
-        "checks": checks.results,
-        "passed": not failed,
-    }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    report = {"gpus": info, "seconds": round(total, 1), "checks": checks.results, "passed": not failed}
     rows = "\n".join(
         f"| {r['check']} | {'PASS' if r['ok'] else 'FAIL'} | {r['seconds']} | {json.dumps(r['detail'], default=str)} |"
         for r in checks.results
     )
-    out.with_suffix(".md").write_text(
+    md = (
         f"# GPU check\n\n{json.dumps(info, default=str)}; torch {torch.__version__}; {total:.0f} s in all.\n\n"
         f"| check | result | seconds | detail |\n|---|---|---|---|\n{rows}\n\n"
         f"{'All checks passed.' if not failed else 'FAILED: ' + ', '.join(failed)}\n"
     )
+    run.write(report, md, quiet=True)
     print(
         f"gpu_check: {len(checks.results) - len(failed)}/{len(checks.results)} checks passed in {total:.0f}s"
         + (f"; FAILED: {', '.join(failed)}" if failed else "")
-        + f"  ({out.with_suffix('.md')})"
+        + f"  ({run.md_path})"
     )
     return 1 if failed else 0
 

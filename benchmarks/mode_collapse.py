@@ -12,7 +12,8 @@ captured if it is the nearest mean of at least one high-quality sample; reverse 
 histogram. Every run trains through the pipeline's own ``components.training.loop.fit`` (the in-process
 twin of the Ray worker loop) and ``components.models.gan``; one run per (dataset, config, seed), in
 parallel processes of ``--threads`` torch threads each. Results: mean +- standard error over seeds, beside
-the published PacGAN rows, written to ``<out>.md`` and ``<out>.json``.
+the published PacGAN rows, written to ``<out>.md`` and ``<out>.json`` (with the platform block of
+benchmarks/_report.py); every finished run is also appended to ``<out>.runs.jsonl``.
 
 PacGAN's 2-D architecture (its code): G = 2-D latent, 4 hidden layers of 400 units with BatchNorm + ReLU;
 D = 3 maxout layers of 200 units (5 pieces each), weights N(0, 0.02); Adam lr 1e-4, beta1 0.8; minibatches
@@ -26,14 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import Run, out_file
 
 from components.evaluation.stats import mean_se
 from components.reporting.published import PACGAN_TABLE1
@@ -101,14 +101,15 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     from components.data import get_source
     from components.data.spec import DataSpec
     from components.evaluation.modes import mode_metrics
-    from components.models import build_model
+    from components.models import build_model, parse_family_config
     from components.training.loop import fit
 
     torch.set_num_threads(job["threads"])
     pack = job["model"].get("pack", 1)
     raw = get_source(job["dataset"])(n_samples=job["n_packs"] * pack, seed=10_000 + job["seed"])
     spec = DataSpec(name=job["dataset"], kind="points", shape=raw.x.shape[1:], extras=raw.extras)
-    model = build_model(job.get("family", "gan"), job["model"], spec)
+    family = job.get("family", "gan")
+    model = build_model(family, parse_family_config(family, job["model"], where=f"{job['config']} model"), spec)
     train = TrainConfig(num_workers=0, seed=job["seed"], batch_size=job["batch_packs"] * pack, **job["train"])
     t0 = time.perf_counter()
     history = fit(model, (torch.from_numpy(raw.x), torch.from_numpy(raw.y)), train)
@@ -204,7 +205,7 @@ def markdown(summary: dict, args: argparse.Namespace, protocol: dict[str, Any], 
         f"- {p['n_eval']} samples per model; runs through `components.training.loop.fit`.",
         f"- Training time summed over the {p['n_runs']} runs: {p['train_minutes_total']:.1f} min; this "
         f"invocation's wall time: {wall / 60:.1f} min ({p['reused_runs']} runs reused), {p['jobs']} processes × "
-        f"{p['threads']} thread(s) on {p['cpus']} CPUs ({p['machine']}), other load on the machine not controlled.",
+        f"{p['threads']} thread(s) (machine: Platform below).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -257,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="2 seeds, 2 epochs of 20,000 packs: a smoke run")
     ap.add_argument("--out", default="reports/benchmarks/mode_collapse", help="writes <out>.md and <out>.json")
     args = ap.parse_args(argv)
+    run = Run(args.out)
     if args.quick:
         args.seeds, args.epochs, args.n_packs = args.seeds[:2], 2, 20_000
 
@@ -264,10 +266,9 @@ def main(argv: list[str] | None = None) -> None:
         return args.seeds[: args.family_seeds] if name in OTHER_FAMILIES and args.family_seeds else args.seeds
 
     jobs = [_job(args, ds, name, seed) for ds in args.datasets for name in args.configs for seed in seeds_of(name)]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     # Each finished run is appended to <out>.runs.jsonl with its job: --resume reuses identical jobs' runs.
-    log = out.with_suffix(".runs.jsonl")
+    log = out_file(args.out, ".runs.jsonl")
+    log.parent.mkdir(parents=True, exist_ok=True)
     done = {}
     if args.resume and log.exists():
         done = {_key(rec["job"]): rec["run"] for rec in map(json.loads, log.read_text().splitlines())}
@@ -302,15 +303,12 @@ def main(argv: list[str] | None = None) -> None:
         "train_minutes_total": sum(r["train_seconds"] for r in runs) / 60,
         "jobs": args.jobs,
         "threads": args.threads,
-        "cpus": os.cpu_count(),
-        "machine": platform.processor() or platform.machine(),
     }
     summary = summarise(runs)
     report = markdown(summary, args, protocol, wall)
-    out.with_suffix(".md").write_text(report)
-    blob = {"protocol": protocol, "wall_seconds": round(wall, 1), "summary": summary, "runs": runs}
-    out.with_suffix(".json").write_text(json.dumps({**blob, "published_pacgan_table1": PUBLISHED}, indent=2))
     print(report)
+    blob = {"protocol": protocol, "wall_seconds": round(wall, 1), "summary": summary, "runs": runs}
+    run.write({**blob, "published_pacgan_table1": PUBLISHED}, report)
 
 
 if __name__ == "__main__":

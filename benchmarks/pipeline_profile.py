@@ -9,21 +9,20 @@ the training workers - is its descendant). Per stage: wall seconds from first to
 the summed resident set size (RSS) of that tree, and of its summed proportional set size (PSS: each shared
 page divided among the processes that map it, from /proc/<pid>/smaps_rollup). Summed RSS counts a shared page
 once per process (torch's libraries in every Ray worker), so it is an upper bound on the memory the stage
-needs; summed PSS is what the tree really occupies. Writes ``reports/benchmarks/pipeline_profile.{json,md}``.
+needs; summed PSS is what the tree really occupies. Writes ``reports/benchmarks/pipeline_profile.{json,md}``
+(``--out``; with the platform block of benchmarks/_report.py, the load average before and after included).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psutil
+from _report import Run
 
 POLL_S = 0.5
 
@@ -90,22 +89,18 @@ def profile(dvc_args: list[str]) -> dict:
         "wall_s": round(wall, 1),
         "peak_rss_mb_whole_tree": round(peak_total / 2**20, 1),
         "peak_pss_mb_whole_tree": round(peak_total_pss / 2**20, 1),
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "load_avg_after": [round(v, 2) for v in os.getloadavg()],
         "stages": stages,
     }
 
 
-def to_markdown(r: dict) -> str:
+def to_markdown(r: dict, cpus: int | None = None) -> str:
     rows = sorted(r["stages"].items(), key=lambda kv: kv[1]["start_s"])
     lines = [
         "# dvc repro: wall time and peak memory per stage",
         "",
-        f"`{r['command'].strip()}` exited {r['returncode']} after {r['wall_s'] / 60:.1f} min on {r['cpus']} CPUs; "
+        f"`{r['command'].strip()}` exited {r['returncode']} after {r['wall_s'] / 60:.1f} min on {cpus} CPUs; "
         f"peak of the whole process tree: summed PSS {r.get('peak_pss_mb_whole_tree', float('nan')) / 1024:.2f} GiB, "
-        f"summed RSS {r['peak_rss_mb_whole_tree'] / 1024:.2f} GiB "
-        f"(load average after: {r['load_avg_after']}).",
+        f"summed RSS {r['peak_rss_mb_whole_tree'] / 1024:.2f} GiB (load averages: Platform below).",
         "",
         "| stage | start (min) | wall (s) | peak PSS (MiB, summed over its process tree) | peak RSS (MiB, summed) |",
         "|---|---|---|---|---|",
@@ -126,13 +121,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="reports/benchmarks/pipeline_profile", help="writes <out>.json and <out>.md")
     args, rest = p.parse_known_args()
+    run = Run(args.out)
     result = profile([a for a in rest if a != "--"])
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    md = to_markdown(result)
-    out.with_suffix(".md").write_text(md)
+    md = to_markdown(result, os.cpu_count())
     print(md)
+    run.write(result, md)
     return result["returncode"]
 
 

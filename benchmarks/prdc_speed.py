@@ -5,7 +5,8 @@
     python benchmarks/prdc_speed.py --device cuda     # ours on the GPU (the package is CPU-only)
 
 Both run in this one process on the same float32 features; the script checks that they return the same four
-values, prints the speed ratio and the peak memory of each, and writes ``<out>.json`` and ``<out>.md``.
+values, prints the speed ratio and the peak memory of each, and writes ``<out>.json`` and ``<out>.md`` (with the
+platform block of benchmarks/_report.py).
 Peak memory is the peak resident set size above the level just before the call, sampled every 2 ms from
 /proc (tracemalloc would miss torch's allocations); on CUDA, ours also reports torch's peak GPU allocation.
 It exits 1 if the values differ by more than 1e-6.
@@ -16,16 +17,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
-import platform
 import threading
 import time
-from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 
 import numpy as np
 import torch
+from _report import Run, package_version
 
 from components.evaluation.prdc import prdc
 
@@ -62,13 +60,6 @@ class PeakRSS:
     @property
     def mib(self) -> float:
         return self.peak - self.base
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return version(dist)
-    except PackageNotFoundError:  # imported from a path without its metadata
-        return None
 
 
 def run_package(real: np.ndarray, fake: np.ndarray, k: int) -> dict:
@@ -109,6 +100,7 @@ def main() -> int:
     p.add_argument("--skip-package", action="store_true", help="time ours only (no speed ratio, no check)")
     p.add_argument("--out", default="reports/benchmarks/prdc", help="writes <out>.json and <out>.md")
     args = p.parse_args()
+    run = Run(args.out)
 
     rng = np.random.default_rng(args.seed)
     real = rng.standard_normal((args.n, args.dim)).astype(np.float32)
@@ -137,13 +129,10 @@ def main() -> int:
             **{k: v for k, v in vars(args).items() if k != "out"},
             "input_dtype": "float32",
             "features": "N(0, I), real and fake drawn independently",
-            "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(),
-            "cpus_usable": len(os.sched_getaffinity(0)),
-            "cpu": platform.processor() or platform.machine(),
             "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
-            "prdc_package": None if args.skip_package else _version("prdc"),
-            "scikit_learn": _version("scikit-learn"),
+            "prdc_package": None if args.skip_package else package_version("prdc"),
+            "scikit_learn": package_version("scikit-learn"),
         },
         "results": results,
     }
@@ -157,12 +146,8 @@ def main() -> int:
     if (args.n, args.dim, args.k) == (10_000, 1000, 5):
         report["authors_readme"] = AUTHORS_README  # a different random draw: expect agreement to ~0.01
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    out.with_suffix(".md").write_text(_markdown(report))
     print(_markdown(report))
-    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    run.write(report, _markdown(report))
     return 0 if ok else 1
 
 
@@ -171,7 +156,7 @@ def _markdown(report: dict) -> str:
     lines = [
         f"# PRDC: ours vs `prdc.compute_prdc` ({c['n']:,} vs {c['n']:,}, {c['dim']}-D, k = {c['k']})",
         "",
-        f"torch {c['torch']} ({c['torch_threads']} threads, {c['cpus_usable']} usable CPUs), ours on "
+        f"{c['torch_threads']} torch threads, ours on "
         f"{c['device']}{' (' + c['gpu'] + ')' if c['gpu'] else ''} in {c['dtype']}, "
         f"chunk {c['chunk_size'] or 'default'}; "
         f"min of {c['repeats']} run(s).",

@@ -17,32 +17,34 @@ worker group does not: it is reported on its own, as is ``ray.init``). Target: r
 1 worker, both timed the same way. On a 2-core machine shared with other jobs the second core is not always
 free: the script records the load average before and after beside the figures. Target: >= 1.6x.
 
+The model is the VAE family's own config (``VAEConfig``), the data the prepare stage's splits in ``--data-root``
+(default ``data/prepared``), or, if absent, prepared into a temporary folder as the prepare stage does.
 Each configuration runs ``--repeats`` times (the best run counts: other jobs only ever slow a run down). Results:
-``<out>.json`` and ``<out>.md``; exit status 1 if a target is missed (``--no-fail`` to always exit 0).
+``<out>.json`` and ``<out>.md`` (with the platform block of benchmarks/_report.py, the load average before and
+after included); exit status 1 if a target is missed (``--no-fail`` to always exit 0).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from _pipeline import prepared_root
+from _report import Run, load_average
 
 from components.config import TrainConfig
-from components.data import get_source, load_spec, load_split, prepare_dataset
+from components.data import load_spec, load_split
+from components.layout import DATA
 from components.models import build_model
+from components.models.configs import VAEConfig
+from components.training.job import TrainJob
 from components.training.loop import data_tensors, fit
-
-
-def _load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def plain_loop(root: Path, args: argparse.Namespace, cfg: TrainConfig) -> dict[str, Any]:
@@ -60,7 +62,7 @@ def plain_loop(root: Path, args: argparse.Namespace, cfg: TrainConfig) -> dict[s
 
 def ray_run(root: Path, args: argparse.Namespace, cfg: TrainConfig, storage: Path, name: str) -> dict[str, Any]:
     """``TorchTrainer`` through the pipeline's driver, timed by the worker's epoch events (epochs 2..)."""
-    from components.training.driver import TrainJob, train
+    from components.training.driver import train
 
     ends: dict[int, float] = {}
     steps_per_epoch: list[int] = []
@@ -100,8 +102,8 @@ def _timed(ends: dict[int, float], cfg: TrainConfig, steps: int, loss: float) ->
     }
 
 
-def _model(args: argparse.Namespace) -> dict[str, Any]:
-    return {"latent_dim": args.latent_dim, "width": args.width}
+def _model(args: argparse.Namespace) -> VAEConfig:
+    return VAEConfig(latent_dim=args.latent_dim, width=args.width)
 
 
 def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -118,16 +120,16 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=3, help="at least 2: epoch 1 is not timed")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--only", choices=["overhead", "scaling"])
+    p.add_argument("--data-root", type=Path, default=DATA, help="the prepare stage's output")
     p.add_argument("--out", default="reports/benchmarks/ray_overhead", help="writes <out>.json and <out>.md")
     p.add_argument("--no-fail", action="store_true", help="exit 0 even when a target is missed")
     args = p.parse_args()
     if args.epochs < 2:
         p.error("--epochs must be at least 2 (epoch 1 warms up and is not timed)")
 
-    load_before = _load()
-    work = Path(tempfile.mkdtemp(prefix="ray_overhead-"))
-    root = work / "prepared"
-    prepare_dataset(args.dataset, get_source(args.dataset)(), root, val=0.1, test=0.2, seed=0)
+    run = Run(args.out)
+    work = Path(tempfile.mkdtemp(prefix="ray_overhead-"))  # Ray Train's storage
+    root = prepared_root([args.dataset], args.data_root)
     cfg1 = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=2e-3, num_workers=1, amp=False)
 
     from components.training.driver import init_ray
@@ -135,19 +137,12 @@ def main() -> int:
     t0 = time.perf_counter()
     init_ray(num_cpus=os.cpu_count())
     ray_init = time.perf_counter() - t0
-    print(f"ray.init (fresh local instance): {ray_init:.2f}s   load average {load_before}")
+    print(f"ray.init (fresh local instance): {ray_init:.2f}s   load average {run.load_before}")
 
     report: dict[str, Any] = {
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-            "ray": __import__("ray").__version__,
-            "load_average_1_5_15_before": load_before,
-        },
         "setup": {
             "family": "vae",
-            "model": _model(args),
+            "model": _model(args).model_dump(),
             "dataset": args.dataset,
             "batch_size_per_worker": args.batch_size,
             "epochs": args.epochs,
@@ -201,25 +196,19 @@ def main() -> int:
         )
         if speedup < 1.6:
             failed.append("scaling")
-    report["machine"]["load_average_1_5_15_after"] = _load()
     report["missed_targets"] = failed
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=float) + "\n")
-    out.with_suffix(".md").write_text(_markdown(report))
-    print(f"load average before {load_before}, after {report['machine']['load_average_1_5_15_after']}")
-    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+    print(f"load average before {run.load_before}, after {load_average()}")
+    run.write(report, _markdown(report))
     return 1 if failed and not args.no_fail else 0
 
 
 def _markdown(r: dict[str, Any]) -> str:
-    m, s = r["machine"], r["setup"]
+    s = r["setup"]
     lines = [
         "# Ray Train overhead and scaling",
         "",
-        f"{m['cpus']} CPUs, {m['platform']}, torch {m['torch']}, Ray {m['ray']}. Load average (1/5/15 min) "
-        f"before {m['load_average_1_5_15_before']}, after {m['load_average_1_5_15_after']} "
-        "(the machine is shared: a loaded second core lowers (b)).",
+        "The machine is shared: a loaded second core lowers (b); the load average before and after, the CPUs and "
+        "the versions are under Platform below.",
         "",
         f"VAE {s['model']} on {s['dataset']}, batch {s['batch_size_per_worker']} per worker, {s['epochs']} epochs "
         f"(epochs 2.. timed), 1 torch thread per worker; best of {s['repeats']} runs. `ray.init` of a fresh local "

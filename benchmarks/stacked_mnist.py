@@ -5,14 +5,18 @@
     python benchmarks/stacked_mnist.py --families gan vae diffusion --steps 20 --n-samples 500 --seeds 0 \\
         --n-train 2000 --clf-epochs 1 --out reports/benchmarks/stacked_mnist_smoke     # a smoke run
 
-Protocol (../shared/reference/benchmarks.md §2; components.evaluation.stacked): the training set is
+Protocol (docs/protocols.md §2; components.evaluation.stacked): the training set is
 ``--n-train`` images whose three channels are three independent uniform draws from mnist5k's *train* split
 (``make_stacked``); a model is trained on it through ``components.training.loop.fit`` (the in-process twin
-of the Ray worker loop, as benchmarks/mode_collapse.py) with the pipeline's own family code; ``--n-samples``
+of the Ray worker loop, as benchmarks/mode_collapse.py) with the pipeline's own family code, configured as the
+family's mnist5k experiment in params.yaml (``EXPERIMENTS``: its model and train sections; ``--steps`` and
+``--batch-size`` set the epochs and the batch); ``--n-samples``
 samples (26,000 in the protocol; PacGAN's code 25,600) are labelled channel by channel by the mnist5k domain
 classifier; a mode counts if one sample falls in it; KL(p̂ ‖ U₁₀₀₀) = log 1000 − H(p̂). The classifier is
 ``--features`` (the features stage's output) if present, else trained here with the features stage's
-recipe (``train_classifier``, the ``features`` section of params.yaml; ``--clf-epochs`` overrides).
+recipe (``train_classifier``, the ``features`` section of params.yaml; ``--clf-epochs`` overrides). The digits
+are the prepare stage's mnist5k splits in ``--data-root``, or, if absent, prepared into a temporary folder as
+the prepare stage does (benchmarks/_pipeline.py).
 
 A reference row scores ``--n-samples`` real stacked images drawn from the *test* split with the same
 classifier: what a perfect generator would get at this N with this classifier (its errors spread samples
@@ -20,105 +24,81 @@ over wrong modes; a finite N leaves KL > 0: about 999 / (2N) for a uniform histo
 
 Deviations from the published setting (listed in the report): mnist5k (3,500 training digits, not 60,000),
 our networks and step budget, a domain classifier trained on the 5k subset. Our rows are mean ± s.e. over
-``--seeds``. Writes ``<out>.json`` and ``<out>.md`` (default reports/benchmarks/stacked_mnist).
+``--seeds``. Writes ``<out>.json`` and ``<out>.md`` (default reports/benchmarks/stacked_mnist; with the platform
+block of benchmarks/_report.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
+from _pipeline import domain_classifier, prepared_root
+from _report import Run
 
-from components.config import FeaturesConfig, TrainConfig
-from components.data import get_source, load_spec, load_split, split_indices
+from components.config import ExperimentConfig, load_params
+from components.data import load_spec, load_split
 from components.data.spec import DataSpec
-from components.evaluation.features import TrainedClassifier, load_classifier, train_classifier
+from components.evaluation.features import TrainedClassifier
 from components.evaluation.harness import generate
 from components.evaluation.stacked import NUM_MODES, count_stacked_modes, make_stacked, stacked_modes
 from components.evaluation.stats import mean_se
+from components.layout import DATA, FEATURES
 from components.models import build_model
 from components.reporting.published import STACKED_MNIST
 from components.training.loop import fit
 
 DATASET = "mnist5k"
-# Each family as its mnist5k experiment in params.yaml (gan_mnist, vae_mnist, diffusion_mnist), with 3 channels.
-FAMILIES: dict[str, dict[str, Any]] = {
-    "gan": {  # DCGAN (arXiv 1511.06434), non-saturating loss
-        "model": {"latent_dim": 64, "width": 32},
-        "train": {"lr": 2e-4, "betas": (0.5, 0.999)},
-    },
-    "vae": {"model": {"latent_dim": 16, "width": 32, "beta": 1.0}, "train": {"lr": 2e-3}},
-    "diffusion": {  # DDPM U-Net, v-objective, Min-SNR-5, EMA; DDIM sampling (eta 1)
-        "model": {
-            "dim": 32,
-            "dim_mults": [1, 2],
-            "patch": 2,
-            "objective": "v",
-            "min_snr_gamma": 5.0,
-            "ema_decay": 0.995,
-            "eta": 1.0,
-        },
-        "train": {"lr": 2e-3},
-    },
-}
+# Each family as its mnist5k experiment in params.yaml (model and train sections), with 3 channels: DCGAN
+# (arXiv 1511.06434, non-saturating loss); the VAE; the DDPM U-Net (v-objective, Min-SNR-5, EMA, DDIM eta 1).
+EXPERIMENTS = {"gan": "gan_mnist", "vae": "vae_mnist", "diffusion": "diffusion_mnist"}
 LABELS = {"gan": "DCGAN (ours)", "vae": "VAE (ours)", "diffusion": "Diffusion (ours)"}
+TRAIN_KEYS = {"lr", "betas", "weight_decay", "grad_clip", "lr_schedule"}  # what the report lists of train
 
 
-def load_mnist(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """mnist5k's train and test splits: the prepared ones if present, else split here as the prepare stage does."""
-    if (root / DATASET / "manifest.json").exists():
-        if load_spec(root, DATASET).shape[0] != 1:
-            raise SystemExit(f"{root / DATASET}: expected single-channel digits")
-        return {s: load_split(root, DATASET, s) for s in ("train", "test")}
-    raw = get_source(DATASET)()
-    idx = split_indices(len(raw.x), raw.y, val=0.1, test=0.2, seed=0)
-    return {s: (raw.x[idx[s]], raw.y[idx[s]]) for s in ("train", "test")}
+def experiments() -> dict[str, ExperimentConfig]:
+    params = load_params()
+    return {family: params.experiment(key) for family, key in EXPERIMENTS.items()}
 
 
-def domain_classifier(path: Path, splits: dict[str, tuple], epochs: int | None) -> TrainedClassifier:
-    """The features stage's mnist5k classifier if it exists, else one trained here with the stage's recipe."""
-    if (path / "meta.json").exists() and epochs is None:
-        return load_classifier(path)
-    params = Path("params.yaml")
-    section = yaml.safe_load(params.read_text()).get("features", {}) if params.exists() else {}
-    cfg = FeaturesConfig(**section)
-    t0 = time.perf_counter()
-    model, acc = train_classifier(
-        splits["train"],
-        splits["test"],
-        num_classes=10,
-        epochs=epochs or cfg.epochs,
-        batch_size=cfg.batch_size,
-        lr=cfg.lr,
-        seed=cfg.seed,
-    )
-    digest = hashlib.sha256(b"".join(t.numpy().tobytes() for t in model.state_dict().values())).hexdigest()
-    meta = {**acc, "epochs": epochs or cfg.epochs, "source": "trained by this benchmark", "sha256": digest,
-            "train_seconds": round(time.perf_counter() - t0, 1)}  # fmt: skip
-    return TrainedClassifier(model=model.eval(), meta=meta)
+def family_protocol(family: str, exp: ExperimentConfig) -> dict[str, Any]:
+    """What the report records of a family's configuration: the experiment, its model params as written, and the
+    optimiser settings of its train section."""
+    return {"experiment": EXPERIMENTS[family], "model": exp.model, "train": exp.train.model_dump(include=TRAIN_KEYS)}
+
+
+def load_mnist(root: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], Path]:
+    """mnist5k's train and test splits as the prepare stage makes them, and the data root they came from."""
+    root = prepared_root([DATASET], root)
+    if load_spec(root, DATASET).shape[0] != 1:
+        raise SystemExit(f"{root / DATASET}: expected single-channel digits")
+    return {s: load_split(root, DATASET, s) for s in ("train", "test")}, root
 
 
 def run_one(
-    family: str, seed: int, x: np.ndarray, modes: np.ndarray, clf: TrainedClassifier, args: argparse.Namespace
+    family: str,
+    exp: ExperimentConfig,
+    seed: int,
+    x: np.ndarray,
+    modes: np.ndarray,
+    clf: TrainedClassifier,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     """Train one model for about ``args.steps`` optimizer steps and count the modes of its samples."""
     spec = DataSpec(name="stacked_mnist5k", kind="image", shape=tuple(x.shape[1:]), levels=256)
-    model = build_model(family, FAMILIES[family]["model"], spec)
+    model = build_model(family, exp.family_config, spec)
     per_epoch = len(x) // args.batch_size
     epochs = max(1, math.ceil(args.steps / per_epoch))
     n_used = min(len(x), math.ceil(args.steps / epochs) * args.batch_size)  # epochs × steps/epoch ≈ --steps
-    train = TrainConfig(
-        num_workers=0, seed=seed, epochs=epochs, batch_size=args.batch_size, **FAMILIES[family]["train"]
+    # the experiment's train section, in this process (fit: no Ray), for this step budget and batch
+    train = exp.train.model_copy(
+        update={"num_workers": 0, "seed": seed, "epochs": epochs, "batch_size": args.batch_size}
     )
     t0 = time.perf_counter()
     history = fit(model, (torch.from_numpy(x[:n_used]), torch.from_numpy(modes[:n_used])), train)
@@ -192,7 +172,7 @@ def markdown(summary: dict, ref: dict, protocol: dict[str, Any]) -> str:
         "# Stacked MNIST (1,000 modes)",
         "",
         f"Ours: mean ± s.e. over seeds, {p['n_samples']} samples each, mnist5k; published rows: "
-        "benchmarks.md §2 (full MNIST, 26,000 / 25,600 samples).",
+        "docs/protocols.md §2.5 (full MNIST, 26,000 / 25,600 samples).",
         "",
         "| model | modes (of 1000) | KL(p̂ ‖ U) | source |",
         "| --- | --- | --- | --- |",
@@ -216,7 +196,7 @@ def markdown(summary: dict, ref: dict, protocol: dict[str, Any]) -> str:
         f"- Training set: {p['n_train']} stacked images from mnist5k's train split (3,500 digits; the published "
         "numbers use the 60,000-digit MNIST), seed 0; uniform over the 1,000 triples.",
         "- Networks and optimiser per family (params.yaml's mnist5k experiments, 3 channels): "
-        + "; ".join(f"{f} {json.dumps(FAMILIES[f])}" for f in summary)
+        + "; ".join(f"{f} {json.dumps(p['families'][f], default=list)}" for f in summary if f in p["families"])
         + ".",
         f"- Optimizer steps of batch {p['batch_size']} per run as in each row (`components.training.loop.fit`, one "
         "process); rows from earlier runs of this benchmark (`--include`): "
@@ -226,9 +206,9 @@ def markdown(summary: dict, ref: dict, protocol: dict[str, Any]) -> str:
         f"accuracy {clf.get('test_accuracy', float('nan')):.4f}, {clf.get('epochs', '?')} epochs.",
         f"- KL(p̂ ‖ U₁₀₀₀) = log 1000 − H(p̂) over the {p['n_samples']} samples' mode histogram, no smoothing "
         f"(max {math.log(NUM_MODES):.2f}).",
-        f"- This invocation's wall time {p['wall_seconds'] / 60:.1f} min on {p['cpus']} CPUs ({p['machine']}), "
-        f"{p['threads']} torch thread(s); training + sampling summed over the rows' runs "
-        f"{p['run_minutes_total']:.1f} min (included runs as they ran); other load on the machine not controlled.",
+        f"- This invocation's wall time {p['wall_seconds'] / 60:.1f} min, {p['threads']} torch thread(s) (machine: "
+        f"Platform below); training + sampling summed over the rows' runs {p['run_minutes_total']:.1f} min "
+        "(included runs as they ran).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -236,7 +216,7 @@ def markdown(summary: dict, ref: dict, protocol: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
-        "--families", nargs="*", default=["gan"], choices=list(FAMILIES), help="none: only tabulate --include"
+        "--families", nargs="*", default=["gan"], choices=list(EXPERIMENTS), help="none: only tabulate --include"
     )
     ap.add_argument("--steps", type=int, default=8000, help="optimizer steps per run (about: whole epochs)")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -244,8 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-train", type=int, default=50_000, help="stacked training images")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--diffusion-steps", type=int, default=None, help="DDIM steps (default: the config's 50)")
-    ap.add_argument("--data-root", type=Path, default=Path("data/prepared"))
-    ap.add_argument("--features", type=Path, default=Path("data/features") / DATASET)
+    ap.add_argument("--data-root", type=Path, default=DATA, help="the prepare stage's output")
+    ap.add_argument("--features", type=Path, default=FEATURES / DATASET, help="the features stage's output")
     ap.add_argument("--clf-epochs", type=int, default=None, help="train the classifier here for this many epochs")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", default="reports/benchmarks/stacked_mnist", help="writes <out>.md and <out>.json")
@@ -258,11 +238,13 @@ def main(argv: list[str] | None = None) -> None:
         "--n-train, --n-samples, --batch-size), e.g. families run in parallel processes",
     )
     args = ap.parse_args(argv)
+    run = Run(args.out)
     torch.set_num_threads(args.threads)
 
     t_start = time.perf_counter()
-    splits = load_mnist(args.data_root)
-    clf = domain_classifier(args.features, splits, args.clf_epochs)
+    exps = experiments()
+    splits, root = load_mnist(args.data_root)
+    clf = domain_classifier(DATASET, root, args.features, epochs=args.clf_epochs)
     x, modes = make_stacked(*splits["train"], args.n_train, seed=0)
     ref = reference(splits, clf, args.n_samples, seed=0)
     print(f"classifier: test accuracy {clf.meta.get('test_accuracy', float('nan')):.4f}; real stacked test "
@@ -270,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = included_runs(args.include, clf, args)
     for family in args.families:
         for seed in args.seeds:
-            r = run_one(family, seed, x, modes, clf, args)
+            r = run_one(family, exps[family], seed, x, modes, clf, args)
             runs.append(r)
             print(f"{family:9s} seed {seed}: {r['modes']} modes, KL {r['kl']:.3f} ({r['steps']} steps, "
                   f"train {r['train_seconds']:.0f} s, sampling {r['sample_seconds']:.0f} s)", flush=True)  # fmt: skip
@@ -279,23 +261,18 @@ def main(argv: list[str] | None = None) -> None:
         "batch_size": args.batch_size,
         "n_samples": args.n_samples,
         "seeds": args.seeds,
-        "families": {f: FAMILIES[f] for f in dict.fromkeys(r["family"] for r in runs)},
+        "families": {f: family_protocol(f, exps[f]) for f in dict.fromkeys(r["family"] for r in runs)},
         "included": [str(i) for i in args.include],
         "classifier": clf.meta,
         "threads": args.threads,
-        "cpus": os.cpu_count(),
-        "machine": platform.processor() or platform.machine(),
         "wall_seconds": round(time.perf_counter() - t_start, 1),
         "run_minutes_total": sum(r["train_seconds"] + r["sample_seconds"] for r in runs) / 60,
     }
     summary = summarise(runs)
     report = markdown(summary, ref, protocol)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text(report)
-    blob = {"protocol": protocol, "summary": summary, "reference": ref, "runs": runs, "published": STACKED_MNIST}
-    out.with_suffix(".json").write_text(json.dumps(blob, indent=2, default=str))
     print(report)
+    blob = {"protocol": protocol, "summary": summary, "reference": ref, "runs": runs, "published": STACKED_MNIST}
+    run.write(blob, report)
 
 
 if __name__ == "__main__":
