@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from components.config import TrainConfig
+from components.errors import ConfigError
 from components.models.configs import FamilyConfig
+from components.models.family import get_family
 
 EventSink = Callable[[dict[str, Any]], None]
 
@@ -51,6 +53,11 @@ class TrainJob:
     epoch_log: EpochLog | None = None
     init_weights: bytes | None = None  # warm start: safetensors bytes (a checkpoint, when resuming, still wins)
     val_split: str | None = None  # held-out ``val_*`` metrics each epoch (hyperparameter search compares these)
+
+    def __post_init__(self) -> None:
+        expected = get_family(self.family).config
+        if not isinstance(self.model, expected):
+            raise ConfigError(f"TrainJob.model: expected a parsed {expected.__name__}, got {type(self.model).__name__}")
 
 
 def run_identity(*, experiment: str, family: str, model: dict[str, Any], train: TrainConfig, data_sha256: str,
