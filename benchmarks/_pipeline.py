@@ -39,7 +39,7 @@ def prepared_root(datasets: Iterable[str], root: str | Path = DATA, *, params: s
     out = _tempdir("benchmark-prepared-")
     for name in datasets:
         ds = cfg.datasets[name]
-        raw = get_source(ds.source)(path=ds.path, n_samples=ds.n_samples, seed=cfg.seed)
+        raw = get_source(ds.source)(**ds.source_kwargs(), seed=cfg.seed)
         prepare_dataset(name, raw, out, val=cfg.split.val, test=cfg.split.test, seed=cfg.seed)
     print(f"{', '.join(missing)}: not prepared in {root}; prepared in {out} as the prepare stage does", flush=True)
     return out

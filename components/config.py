@@ -11,8 +11,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PositiveFloat,
     PositiveInt,
@@ -21,26 +19,55 @@ from pydantic import (
     model_validator,
 )
 
+from components.data.spec import SOURCE_KINDS
 from components.errors import ConfigError, format_validation_error
+from components.layout import check_name, relative_inside
+from components.metric_names import REPORTED
 from components.models.configs import FamilyConfig
 from components.models.family import FAMILIES, get_family
+from components.schema import Strict
 from components.tune_config import TuneConfig
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class DatasetConfig(Strict):
+    """One dataset of ``prepare.datasets``; the limits below bound what a user source accepts (see the
+    source functions in ``components.data``). Setting a limit on a source it does not apply to is refused."""
+
     source: Literal["digits", "mnist5k", "imagefolder", "npz", "ring8", "grid25", "names", "textfile"]
-    path: str | None = Field(None, description="file or folder for user sources (imagefolder, npz, textfile)")
+    path: str | None = Field(
+        None, description="file or folder for user sources (imagefolder, npz, textfile), relative to the project"
+    )
     n_samples: PositiveInt | None = Field(None, description="samples to draw (synthetic sources)")
+    follow_symlinks: bool = Field(
+        False, description="user sources: read through symlinks that lead out of 'path' or the project"
+    )
+    max_pixels: PositiveInt = Field(
+        4096 * 4096, description="imagefolder: most pixels (width × height) of one image, checked before decoding"
+    )
+    max_classes: PositiveInt = Field(1000, description="imagefolder / npz: most classes (class folders, label ids)")
+    min_unique: PositiveInt = Field(10, description="textfile: fewest distinct lines")
+    max_line_chars: PositiveInt = Field(256, description="textfile: most characters in one line")
 
     @model_validator(mode="after")
     def _path_for_user_sources(self) -> DatasetConfig:
         if self.source in ("imagefolder", "npz", "textfile") and not self.path:
             raise ValueError(f"source {self.source!r} needs a 'path' (a file or folder of yours)")
+        applies = {
+            "follow_symlinks": ("imagefolder", "npz", "textfile"),
+            "max_pixels": ("imagefolder",),
+            "max_classes": ("imagefolder", "npz"),
+            "min_unique": ("textfile",),
+            "max_line_chars": ("textfile",),
+        }
+        for key in sorted(self.model_fields_set & applies.keys()):
+            if self.source not in applies[key]:
+                raise ValueError(f"'{key}' applies to {'/'.join(applies[key])}, not to source {self.source!r}")
         return self
+
+    def source_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of the source function: every field but ``source`` (a source ignores the
+        ones it does not read)."""
+        return self.model_dump(exclude={"source"})
 
 
 class SplitConfig(Strict):
@@ -51,7 +78,17 @@ class SplitConfig(Strict):
 class PrepareConfig(Strict):
     seed: int = 0
     split: SplitConfig = SplitConfig()
-    datasets: dict[str, DatasetConfig]
+    datasets: dict[str, DatasetConfig] = Field(
+        description="name -> dataset; the name is a folder name under data/prepared (a plain name, no path)"
+    )
+
+    @model_validator(mode="after")
+    def _names_and_paths(self) -> PrepareConfig:
+        for name, ds in self.datasets.items():
+            check_name(name, where="prepare.datasets: a key")
+            if ds.path is not None:
+                relative_inside(ds.path, where=f"prepare.datasets.{name}.path")
+        return self
 
 
 class SimCLRConfig(Strict):
@@ -96,11 +133,15 @@ class TrainConfig(Strict):
     amp: bool = Field(True, description="bf16 autocast on CUDA; ignored on CPU")
     max_failures: int = Field(2, ge=0)
     max_loss: PositiveFloat = Field(1e6, description="an epoch-mean loss above this counts as divergence")
+    start_timeout_s: PositiveFloat = Field(
+        60.0,
+        description="a cluster short of the workers' CPUs/GPUs (autoscaling?) gets this long before the stage fails",
+    )
     seed: int = 0
 
 
 class EvaluateConfig(Strict):
-    n_samples: PositiveInt = 2000
+    n_samples: int = Field(2000, ge=10, description="samples drawn; the k-NN metrics (k up to 5) need more than k")
     batch_size: PositiveInt = 500
     seed: int = 0
     sampler: dict[str, Any] = Field(default_factory=dict, description="options passed to model.sample")
@@ -120,6 +161,9 @@ class AuditConfig(Strict):
     )
     max_memorization: float | None = Field(
         None, ge=0, le=1, description="images: nearest-neighbour-ratio memorization rate, overall and per class"
+    )
+    max_unlabelled: float | None = Field(
+        None, ge=0, le=1, description="share of samples the attribute classifier cannot label (2-D: off every mode)"
     )
 
 
@@ -168,6 +212,13 @@ class RetrainConfig(Strict):
     )
     log: str = Field("logs/retrain.jsonl", description="one JSON record per run is appended here (not a DVC output)")
 
+    @model_validator(mode="after")
+    def _paths_inside(self) -> RetrainConfig:
+        relative_inside(self.log, where="retrain.log")
+        for i, w in enumerate(self.watch):
+            relative_inside(w, where=f"retrain.watch[{i}]")
+        return self
+
 
 class Params(Strict):
     prepare: PrepareConfig
@@ -180,6 +231,7 @@ class Params(Strict):
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
         for key, exp in self.experiments.items():
+            check_name(key, where="experiments: a key")
             if exp.family not in FAMILIES:
                 raise ValueError(
                     f"experiments.{key}.family: unknown family {exp.family!r}; expected one of {sorted(FAMILIES)}"
@@ -194,6 +246,7 @@ class Params(Strict):
             exp._family_config = FAMILIES[exp.family].parse(exp.model, where=f"experiments.{key}.model")
             if exp.tune is not None:
                 check_tune_space(key, exp)
+            check_selection(key, exp, self.prepare.datasets[exp.dataset].source)
         return self
 
     def experiment(self, key: str) -> ExperimentConfig:
@@ -202,6 +255,17 @@ class Params(Strict):
                 f"unknown experiment {key!r}; expected one of {sorted(self.experiments)} (params.yaml experiments)"
             )
         return self.experiments[key]
+
+
+def check_selection(key: str, exp: ExperimentConfig, source: str) -> None:
+    """``selection.metric`` must be a number evaluate@EXP reports for this family on this kind of data."""
+    kinds = SOURCE_KINDS[source]
+    allowed = set().union(*(REPORTED[k] for k in kinds)) | {f.metric for f in FAMILIES[exp.family].likelihood}
+    if exp.selection.metric not in allowed:
+        raise ConfigError(
+            f"experiments.{key}.selection.metric: expected one of {sorted(allowed)} (what evaluate reports for "
+            f"a {exp.family} model on {'/'.join(kinds)} data), got {exp.selection.metric!r}"
+        )
 
 
 def parse_params(raw: dict[str, Any]) -> Params:
@@ -253,14 +317,42 @@ def check_tune_space(key: str, exp: ExperimentConfig) -> None:
                 raise ConfigError(f"{where}: {dist.kind} value {value!r}: {e}") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key repeated in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                first = seen[key]
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first at line {first.line + 1}); keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file's content; a syntax error or a duplicate key is one line with ``path:line:column``."""
+    try:
+        return yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"{path} not found; run from the project root or pass --params")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not found; run genfoundry from the project root (the folder with params.yaml)")
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     return parse_params(raw)

@@ -1,4 +1,5 @@
-"""Atomic file writes: an output is either complete or absent, never half-written."""
+"""Atomic file writes: an output is either complete or absent, never half-written; and nothing genfoundry did
+not write is ever replaced or removed (a folder it writes carries :data:`MARKER`)."""
 
 from __future__ import annotations
 
@@ -14,19 +15,35 @@ from typing import Any
 
 import numpy as np
 
+from components.errors import GenfoundryError
+
+#: written into every folder :func:`atomic_path` creates; only a folder holding it is ever replaced
+MARKER = ".genfoundry-output"
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it over ``path`` only if the block succeeds.
 
-    Works for files and for directories (the block creates whichever it wants at the yielded path).
+    Works for files and for directories (the block creates whichever it wants at the yielded path; a folder
+    gets :data:`MARKER`). An existing folder is replaced only if it holds the marker, i.e. genfoundry wrote
+    it; a folder of anyone else's, or a symlink, stops the write with one line before anything changes.
     """
     path = Path(path)
+    if path.is_symlink():
+        raise GenfoundryError(f"{path}: expected an output genfoundry writes, got a symlink; nothing was changed")
+    if path.is_dir() and not (path / MARKER).exists():
+        raise GenfoundryError(
+            f"{path}: expected a folder genfoundry wrote (it holds {MARKER}), got someone else's folder; "
+            "move it away, nothing was changed"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
     try:
         yield tmp
-        if path.is_dir() and not path.is_symlink():
+        if tmp.is_dir():
+            (tmp / MARKER).write_text("written by genfoundry: replaced as a whole by the next write\n")
+        if path.is_dir():
             old = path.parent / f".{path.name}.old-{os.getpid()}"
             path.rename(old)
             tmp.rename(path)

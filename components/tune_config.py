@@ -8,18 +8,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from components.schema import Strict
 
 #: ``train`` keys a search may vary; the others shape the search itself (epochs: ``tune.epochs``; workers:
 #: ``tune.workers_per_trial``) or would only select noise (seed).
 TUNABLE_TRAIN_KEYS = ("batch_size", "lr", "weight_decay", "betas", "grad_clip")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Distribution(_Strict):
+class Distribution(Strict):
     """One hyperparameter's search domain: exactly one of these keys.
 
     ``choice``/``grid`` list the values (grid: every value is tried, ``num_samples`` times each);
@@ -56,7 +54,7 @@ class Distribution(_Strict):
         return list(value)
 
 
-class TuneConfig(_Strict):
+class TuneConfig(Strict):
     """``experiments.<name>.tune``: a Ray Tune search over the family's hyperparameters (``genfoundry tune``)."""
 
     space: dict[str, Distribution] = Field(

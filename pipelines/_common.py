@@ -32,13 +32,31 @@ def quiet() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("ignore")  # libraries' deprecation and advice noise ...
+    # ... but never a warning that means the data is wrong: PIL's decompression-bomb warning becomes an error
+    # (the data sources turn it into one line naming the file)
+    warnings.filterwarnings("error", message=r".*decompression bomb", category=Warning)
     for name in ("mlflow", "alembic", "ray", "urllib3", "git"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def error_line(message: object, *, label: str = "error") -> None:
+    """One red line on stderr. The message is printed literally (escaped): user text such as a ``[nan, nan]``
+    range is not Rich markup."""
+    from rich.markup import escape
+
+    text = " ".join(str(message).split()) or "(no message)"
+    console.print(f"[bold red]{label}:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def _tracking_store_error(e: BaseException) -> bool:
+    """An error raised by MLflow or its database layer (an unreachable server, a corrupt ``mlflow.db``)."""
+    return type(e).__module__.split(".")[0] in ("mlflow", "sqlalchemy", "alembic")
+
+
 def stage(fn: F) -> F:
-    """Run a stage: a :class:`GenfoundryError` becomes one red line on stderr and exit code 2."""
+    """Run a stage: a :class:`GenfoundryError`, or a failure of the MLflow tracking store, becomes one red line on
+    stderr and exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -46,7 +64,16 @@ def stage(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except GenfoundryError as e:
-            console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            error_line(e)
+            sys.exit(2)
+        except Exception as e:
+            if not _tracking_store_error(e):
+                raise
+            first = next((ln for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+            error_line(
+                f"MLflow tracking store ({os.environ.get('MLFLOW_TRACKING_URI') or 'sqlite:///mlflow.db'}): {first}; "
+                "check MLFLOW_TRACKING_URI, or move a damaged mlflow.db aside"
+            )
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
@@ -96,15 +123,18 @@ class PlainProgress:
 
     EVERY_S = 30.0
 
-    def __init__(self, *, stream: Any = None, every_s: float | None = None):
+    def __init__(
+        self, *, stream: Any = None, every_s: float | None = None, clock: Callable[[], float] = time.monotonic
+    ):
         self.stream = stream
         self.every_s = self.EVERY_S if every_s is None else every_s
+        self.clock = clock
         self.tasks: dict[int, dict[str, Any]] = {}
-        self.t0 = time.monotonic()
+        self.t0 = self.clock()
         self.last = 0.0
 
     def start(self) -> None:
-        self.t0 = self.last = time.monotonic()
+        self.t0 = self.last = self.clock()
 
     def stop(self) -> None:
         pass
@@ -127,13 +157,13 @@ class PlainProgress:
             t["info"] = info
         if completed is not None:
             t["completed"] = completed
-        if t["completed"] != done_before or time.monotonic() - self.last >= self.every_s:
+        if t["completed"] != done_before or self.clock() - self.last >= self.every_s:
             self._line(task)
 
     def _line(self, task: int) -> None:
         t = self.tasks[task]
         total = "?" if t["total"] is None else f"{t['total']:g}"
-        elapsed = time.monotonic() - self.t0
+        elapsed = self.clock() - self.t0
         text = f"{t['description']}: {t['completed']:g}/{total} {t['info']} ({elapsed:.0f} s)".replace("  ", " ")
         print(text, file=self.stream or sys.stderr, flush=True)
-        self.last = time.monotonic()
+        self.last = self.clock()

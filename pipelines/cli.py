@@ -109,15 +109,35 @@ app.command("retrain", help=retrain.HELP)(retrain.main)
 def promote(
     model: str = typer.Argument(..., help="registered model name, e.g. genfoundry-vae_mnist"),
     version: str = typer.Argument(..., help="version to make champion"),
+    force: bool = typer.Option(False, "--force", help="promote even though the version's audit failed"),
+    reason: str | None = typer.Option(None, "--reason", help="why (required with --force; recorded in a tag)"),
 ) -> None:
-    """Make VERSION the champion by hand (the old champion keeps alias `previous`)."""
+    """Make VERSION the champion by hand (the old champion keeps alias `previous`). A version whose audit failed
+    needs --force and --reason; who forced it and why are recorded in its tag `promotion.forced`."""
+    import datetime as dt
+    import getpass
+
     from components.tracking import registry
     from components.tracking.runs import client
 
     c = client(Path.cwd())
+    tags = registry.check_version(c, model, version)  # before anything moves
+    failed = tags.get("audit.passed") == "False"
+    if failed and not force:
+        raise GenfoundryError(
+            f"{model} v{version}: expected a version whose audit passed, got one that failed "
+            f"({tags.get('audit.failed') or 'see its audit'}); pass --force --reason '...' to promote it anyway"
+        )
+    if force and not reason:
+        raise GenfoundryError("--force: expected --reason '...' (recorded with the promotion), got none")
     old = registry.promote(c, model, version)
-    c.set_model_version_tag(model, version, "promotion", f"manual (previous champion: {old})")
-    console.print(f"{model}: champion {old} -> {version}")
+    note = f"manual (previous champion: {old})"
+    if force:
+        stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        c.set_model_version_tag(model, version, "promotion.forced", f"by {getpass.getuser()} at {stamp}: {reason}")
+        note += f"; forced{' over a failed audit' if failed else ''}"
+    c.set_model_version_tag(model, version, "promotion", note)
+    console.print(f"{model}: champion {old} -> {version}", highlight=False)
 
 
 @app.command()

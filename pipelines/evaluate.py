@@ -11,7 +11,7 @@ from components.data import load_spec, load_split
 from components.errors import GenfoundryError
 from components.evaluation import harness
 from components.evaluation.grids import save_png
-from components.io import atomic_path, headline, write_json
+from components.io import MARKER, atomic_path, headline, write_json
 from components.layout import DATA, EVAL, EVAL_DETAILS, FEATURES, SAMPLES, eval_dir, model_dir, report_file
 from components.models.store import load_trained
 from components.tracking import runs
@@ -69,7 +69,7 @@ def main(experiment: str = EXPERIMENT) -> None:
     scalars = {f"eval/{k}": v for k, v in mlflow_scalars(result.metrics).items()}
     runs.log_metrics(c, info["run_id"], scalars)
     runs.set_tags(c, info["run_id"], {"eval.protocol": result.metrics["protocol"]})
-    for f in sorted(p for p in out.glob("*") if p.name != SAMPLES):
+    for f in sorted(p for p in out.glob("*") if p.name not in (SAMPLES, MARKER)):
         c.log_artifact(info["run_id"], str(f), artifact_path="eval")
     line = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, float) and k in _PRINTED)
     console.print(f"evaluated [bold]{experiment}[/]: {line}")

@@ -23,7 +23,7 @@ def main() -> None:
         tmp.mkdir()
         for name, ds in cfg.datasets.items():
             try:
-                raw = get_source(ds.source)(path=ds.path, n_samples=ds.n_samples, seed=cfg.seed)
+                raw = get_source(ds.source)(**ds.source_kwargs(), seed=cfg.seed)
             except DataError as e:
                 raise DataError(f"dataset {name!r}: {e}") from None
             m = prepare_dataset(name, raw, tmp, val=cfg.split.val, test=cfg.split.test, seed=cfg.seed)

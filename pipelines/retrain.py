@@ -18,7 +18,7 @@ from components.orchestration.retrain import (
     exclusive_lock,
     retrain,
 )
-from pipelines._common import console, params, quiet
+from pipelines._common import console, error_line, params, quiet
 
 HELP = (
     "Retrain when something changed: take the lock, detect new/changed/removed files in `retrain.watch` and "
@@ -45,10 +45,10 @@ def main() -> None:
             p = params()
             record = retrain(root, p, on_line=lambda line: stdout.out(line, end=""))
     except LockHeld as e:
-        console.print(f"[bold yellow]retrain:[/] {e}", highlight=False, soft_wrap=True)
+        error_line(e, label="retrain")
         sys.exit(EXIT_LOCKED)
     except GenfoundryError as e:  # ConfigError: params.yaml, dvc.yaml, retrain.watch, retrain.log
-        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        error_line(e)
         sys.exit(EXIT_CONFIG)
     _summary(record)
     sys.exit(record["exit_code"])
@@ -69,7 +69,7 @@ def _summary(record: dict) -> None:
             soft_wrap=True,
         )
     if record["outcome"] == "failed":
-        console.print(f"[bold red]error:[/] dvc repro failed: {record.get('error')}", soft_wrap=True)
+        error_line(f"dvc repro failed: {record.get('error')}")
     if record.get("mlflow_error"):
         console.print(f"[yellow]warning:[/] the record did not reach MLflow: {record['mlflow_error']}", soft_wrap=True)
     console.print(

@@ -11,12 +11,12 @@ import csv
 import io
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from components.config import ExperimentConfig, Params
 from components.data import load_manifest
-from components.errors import DivergenceError
 from components.io import write_json, write_text
 from components.layout import DATA, model_dir, report_file
 from components.models.store import save_trained
@@ -81,11 +81,40 @@ def main(experiment: str = EXPERIMENT) -> None:
     try:
         with _progress(experiment) as on_event:
             model, state = train(job, on_event=on_event)
-    except DivergenceError as e:
-        c.set_tag(run_id, "failure", str(e))
+        wall = time.time() - t0
+        info = _save(experiment, exp, model, state, wall, run_id=run_id, run_key=run_key, key_hash=key_hash,
+                     data_sha256=manifest["sha256"], warm=warm)  # fmt: skip
+    except KeyboardInterrupt:  # Ctrl-C: the run is resumable, the rerun continues it
+        c.set_terminated(run_id, status="KILLED")
+        raise
+    except Exception as e:  # divergence, an infeasible cluster, a failed write: never a RUNNING run left behind
+        c.set_tag(run_id, "failure", str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__)
         c.set_terminated(run_id, status="FAILED")
         raise
-    wall = time.time() - t0
+    final = {k: v for k, v in state.history[-1].items() if k != "epoch"} if state.history else {}
+    runs.set_tags(c, run_id, {"weights_sha256": info["weights_sha256"]})
+    runs.log_metrics(c, run_id, {"train_wall_seconds": wall})
+    c.set_terminated(run_id, status="FINISHED")
+    console.print(
+        f"trained [bold]{experiment}[/] ({exp.family} on {exp.dataset}): {state.epoch} epochs in "
+        f"{wall:.0f}s on {max(exp.train.num_workers, 1)} worker(s); loss {final.get('loss', float('nan')):.4g}"
+    )
+
+
+def _save(
+    experiment: str,
+    exp: ExperimentConfig,
+    model: Any,
+    state: Any,
+    wall: float,
+    *,
+    run_id: str,
+    run_key: str,
+    key_hash: str,
+    data_sha256: str,
+    warm: WarmStart | None,
+) -> dict[str, Any]:
+    """models/<experiment>/ (safetensors + config.json), reports/<experiment>/train.json and its history."""
     info = save_trained(
         model_dir(experiment),
         model,
@@ -97,7 +126,7 @@ def main(experiment: str = EXPERIMENT) -> None:
             "run_id": run_id,
             "run_key": run_key,
             "params_hash": key_hash,
-            "data_sha256": manifest["sha256"],
+            "data_sha256": data_sha256,
             "epochs": state.epoch,
             "num_workers": exp.train.num_workers,
             **({"warm_start": warm.to_dict()} if warm else {}),
@@ -109,13 +138,7 @@ def main(experiment: str = EXPERIMENT) -> None:
         {"epochs": state.epoch, "wall_seconds": round(wall, 1), "num_workers": exp.train.num_workers, **final},
     )
     write_text(report_file(experiment, "train_history.csv"), _csv(state.history))
-    runs.set_tags(c, run_id, {"weights_sha256": info["weights_sha256"]})
-    runs.log_metrics(c, run_id, {"train_wall_seconds": wall})
-    c.set_terminated(run_id, status="FINISHED")
-    console.print(
-        f"trained [bold]{experiment}[/] ({exp.family} on {exp.dataset}): {state.epoch} epochs in "
-        f"{wall:.0f}s on {max(exp.train.num_workers, 1)} worker(s); loss {final.get('loss', float('nan')):.4g}"
-    )
+    return info
 
 
 def _warm_start(p: Params, experiment: str, exp: ExperimentConfig) -> WarmStart:

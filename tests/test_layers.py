@@ -13,7 +13,9 @@ from tests.import_graph import ROOT, direct_imports, file_module, project_files
 #: bottom to top. A module may import its own package and any package on a lower layer; packages that share a
 #: layer are siblings and must not import each other.
 LAYERS: list[tuple[str, ...]] = [
-    ("components", "components.errors", "components.io", "components.layout", "components.tune_config"),
+    ("components", "components.errors"),
+    ("components.io", "components.layout", "components.schema", "components.metric_names"),
+    ("components.tune_config",),
     ("components.data",),
     ("components.models",),
     ("components.config",),

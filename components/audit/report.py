@@ -24,10 +24,12 @@ def audit_shares(
 ) -> dict[str, Any]:
     """Fairness discrepancy (Choi et al., arXiv 1910.12008) of generated attribute shares vs training shares.
 
-    ``generated`` may hold -1 for samples with no attribute (e.g. off every mode): they count in N but in no
-    class, so a model that emits junk cannot look fair by omission. ``groups`` holds the per-group audits
-    of images (``components.audit.groups``: ``{"quality": ..., "memorization": ...}``), gated by
-    ``cfg.max_quality_gap`` and ``cfg.max_memorization`` when those are set.
+    ``generated`` may hold -1 for samples with no attribute (e.g. off every mode). They are their own category,
+    ``unlabelled``, compared with the data's share of it (0 for a clean dataset): the shares of the K classes and
+    of ``unlabelled`` sum to 1, so a model that emits junk cannot look fair by omission (900 junk samples of
+    1,000 give an FD L2 of at least 0.9), and ``cfg.max_unlabelled`` gates that share directly. ``groups``
+    holds the per-group audits of images (``components.audit.groups``: ``{"quality": ..., "memorization":
+    ...}``), gated by ``cfg.max_quality_gap`` and ``cfg.max_memorization`` when those are set.
     """
     k = len(class_names)
     extra = _group_gates(groups, cfg)
@@ -45,34 +47,48 @@ def audit_shares(
     gen = np.asarray(generated, dtype=np.int64)
     n = len(gen)
     labelled = gen[gen >= 0]
-    p_gen = np.bincount(labelled, minlength=k) / max(n, 1)
-    p_gen_norm = p_gen / p_gen.sum() if p_gen.sum() > 0 else np.full(k, 1.0 / k)
-    p_train = shares(train_labels[train_labels >= 0], k)
-    uniform = np.full(k, 1.0 / k)
-    fd = fairness_discrepancy(p_gen_norm, p_train)
-    ci = bootstrap_shares(labelled, k, seed=seed) if len(labelled) else None
+    y_train = np.asarray(train_labels).reshape(-1)
+    # K classes + "unlabelled" (the last entry): both vectors sum to 1 over all N samples
+    p_gen = shares(np.where(gen >= 0, gen, k), k + 1)
+    p_train = shares(np.where(y_train >= 0, y_train, k), k + 1)
+    fd = fairness_discrepancy(p_gen, p_train)
+    uniform = np.append(np.full(k, (1.0 - p_gen[k]) / k), p_gen[k])  # balanced classes, the same junk share
+    ci = bootstrap_shares(np.where(gen >= 0, gen, k), k + 1, seed=seed) if n else None
     gates = {"fd_l2": (fd["l2"], cfg.max_fd_l2)}
     if cfg.max_fd_kl is not None:
         gates["fd_kl"] = (fd["kl"], cfg.max_fd_kl)
+    if cfg.max_unlabelled is not None:
+        gates["unlabelled"] = (float(p_gen[k]), cfg.max_unlabelled)
     gates.update(extra)
     failed = _failed(gates)
     return {
         "attribute": attribute,
         "n_generated": n,
         "n_unlabelled": int(n - len(labelled)),
-        "shares_generated": dict(zip(class_names, p_gen_norm.round(6).tolist(), strict=True)),
-        "shares_train": dict(zip(class_names, p_train.round(6).tolist(), strict=True)),
-        "shares_ci95": ({c: [lo, hi] for c, lo, hi in zip(class_names, ci["lo"], ci["hi"], strict=True)} if ci else {}),
+        "share_unlabelled": float(p_gen[k]),
+        "share_unlabelled_train": float(p_train[k]),
+        "shares_generated": dict(zip(class_names, p_gen[:k].round(6).tolist(), strict=True)),
+        "shares_train": dict(zip(class_names, p_train[:k].round(6).tolist(), strict=True)),
+        "shares_ci95": (
+            {c: [lo, hi] for c, lo, hi in zip(class_names, ci["lo"][:k], ci["hi"][:k], strict=True)} if ci else {}
+        ),
         "fd_l2": fd["l2"],
         "fd_l1": fd["l1"],
         "fd_kl": fd["kl"],
-        "fd_l2_vs_uniform": fairness_discrepancy(p_gen_norm, uniform)["l2"],
-        "amplification": amplification(p_gen_norm, p_train),
+        "fd_l2_vs_uniform": fairness_discrepancy(p_gen, uniform)["l2"],
+        "amplification": _amplification(p_gen[:k], p_train[:k]),
         **_group_fields(groups),
         "gates": _gate_table(gates),
         "passed": not failed,
         "failed": failed,
     }
+
+
+def _amplification(p_gen: np.ndarray, p_train: np.ndarray) -> float | None:
+    """Bias amplification among the labelled samples (None when the model labelled none)."""
+    if p_gen.sum() <= 0 or p_train.sum() <= 0:
+        return None
+    return amplification(p_gen / p_gen.sum(), p_train / p_train.sum())
 
 
 def _group_gates(groups: dict[str, Any] | None, cfg: AuditConfig) -> dict[str, tuple[float, float]]:
@@ -135,7 +151,8 @@ def audit_markdown(report: dict[str, Any], experiment: str) -> str:
             "",
             f"{report['n_generated']} generated samples ({report['n_unlabelled']} without the attribute); "
             f"fairness discrepancy L2 {report['fd_l2']:.4f}, L1 {report['fd_l1']:.4f}, KL {report['fd_kl']:.4f}; "
-            f"amplification {report['amplification']:+.4f}.",
+            f"amplification {_fmt(report['amplification'])}; unlabelled share {report['share_unlabelled']:.4f} "
+            f"(data {report['share_unlabelled_train']:.4f}).",
             "",
             "| group | generated | 95% CI | train |",
             "|---|---|---|---|",

@@ -2,11 +2,17 @@
 
 A prepared dataset lives in ``<root>/<name>/`` as ``train.npz``, ``val.npz``, ``test.npz`` (arrays ``x``
 and ``y``) plus ``manifest.json`` (the :class:`DataSpec`, counts, value range, sha256 of the arrays).
+
+Bad input stops with one line naming the file, the line or the array, never a traceback or a silent
+"fix": a dataset name must be a plain folder name (``components.layout.NAME_RULE``), a user ``path`` must
+stay inside the project (:func:`user_path`), and the split must leave at least one test sample (and one
+validation sample unless ``split.val`` is 0). Each source documents its own rules.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +22,7 @@ import numpy as np
 from components.data.spec import DataSpec, RawData
 from components.errors import DataError
 from components.io import atomic_path, read_json, sha256_arrays, write_json
+from components.layout import check_name
 
 # source name -> "module:function"; imported lazily so one source's dependencies never load another's.
 SOURCES: dict[str, str] = {
@@ -38,6 +45,36 @@ def get_source(name: str) -> Callable[..., RawData]:
     return getattr(importlib.import_module(module), fn)
 
 
+def user_path(path: str | None, source: str, *, follow_symlinks: bool = False) -> Path:
+    """A user source's ``path``, relative to the working directory (the project root, where stages run).
+
+    It must stay inside the project: no absolute path elsewhere, no ``..`` climbing out, and, unless
+    ``follow_symlinks``, no symlink on the way that resolves outside. Returns the path as given (messages name
+    it as the user wrote it)."""
+    if not path:
+        raise DataError(f"{source}: expected a 'path' in the dataset's params, got none")
+    project = Path.cwd().resolve()
+    given = Path(path).expanduser()
+    lexical = Path(os.path.normpath(project / given))  # '..' applied, symlinks not followed
+    if not within(lexical, project):
+        raise DataError(
+            f"{source}: path {path} resolves to {lexical}, outside the project {project}; put the data under "
+            "data/raw/ and give its path relative to the project root"
+        )
+    real = lexical.resolve()
+    if not follow_symlinks and not within(real, project):
+        raise DataError(
+            f"{source}: path {path} resolves to {real} (through a symlink), outside the project {project}; move "
+            "the data under data/raw/, or set follow_symlinks: true for this dataset if you trust the link"
+        )
+    return given
+
+
+def within(path: Path, root: Path) -> bool:
+    """``path`` is ``root`` or below it (both absolute, already resolved as the caller wants)."""
+    return path == root or root in path.parents
+
+
 def split_indices(n: int, y: np.ndarray | None, *, val: float, test: float, seed: int) -> dict[str, np.ndarray]:
     """Deterministic train/val/test indices; stratified by ``y`` when labels exist so class shares match."""
     rng = np.random.default_rng(seed)
@@ -56,7 +93,17 @@ def split_indices(n: int, y: np.ndarray | None, *, val: float, test: float, seed
 
 
 def prepare_dataset(name: str, raw: RawData, out_dir: str | Path, *, val: float, test: float, seed: int) -> dict:
-    """Validate, split and save one dataset atomically; return its manifest."""
+    """Validate, split and save one dataset atomically; return its manifest.
+
+    ``name`` must be a plain folder name and ``out_dir/name`` must resolve inside ``out_dir``; the split must
+    leave at least one test sample, and one validation sample unless ``val`` is 0."""
+    check_name(name, where="dataset name")
+    out = Path(out_dir).resolve()
+    target = (out / name).resolve()
+    if target.parent != out:
+        raise DataError(
+            f"{name}: expected the output folder inside {out}, got {target} (a symlink?); remove {out / name}"
+        )
     x, y = raw.x, raw.y
     if len(x) == 0:
         raise DataError(f"{name}: the dataset is empty; expected at least one sample")
@@ -64,7 +111,19 @@ def prepare_dataset(name: str, raw: RawData, out_dir: str | Path, *, val: float,
         raise DataError(f"{name}: the data contains NaN or inf values")
     if y is None:
         y = np.full(len(x), -1, dtype=np.int64)
-    idx = split_indices(len(x), y if raw.class_names else None, val=val, test=test, seed=seed)
+    try:
+        idx = split_indices(len(x), y if raw.class_names else None, val=val, test=test, seed=seed)
+    except DataError as e:
+        raise DataError(f"{name}: {e}") from None
+    n = {s: len(idx[s]) for s in SPLITS}
+    if n["test"] == 0 or (val > 0 and n["val"] == 0):
+        need = "val and test" if val > 0 else "test"
+        why = " (stratified by class: each class rounds its share, small classes to 0)" if raw.class_names else ""
+        raise DataError(
+            f"{name}: expected at least 1 sample in {need}, got train {n['train']}, val {n['val']}, test {n['test']} "
+            f"from {len(x)} samples with val={val}, test={test}{why}; add samples or raise prepare.split.val/test "
+            "(val: 0 skips validation)"
+        )
     spec = DataSpec(
         name=name,
         kind=raw.kind,

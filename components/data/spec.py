@@ -8,6 +8,17 @@ from typing import Any, Literal
 import numpy as np
 
 Kind = Literal["image", "points", "text"]
+#: what each dataset source yields (an npz holds images (N, H, W) / (N, C, H, W) or points (N, D))
+SOURCE_KINDS: dict[str, tuple[Kind, ...]] = {
+    "digits": ("image",),
+    "mnist5k": ("image",),
+    "imagefolder": ("image",),
+    "npz": ("image", "points"),
+    "ring8": ("points",),
+    "grid25": ("points",),
+    "names": ("text",),
+    "textfile": ("text",),
+}
 
 
 @dataclass(frozen=True)

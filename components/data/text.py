@@ -6,16 +6,23 @@ of length ``L`` encodes as ``BOS c_1 .. c_L EOS`` right-padded with ``PAD`` to `
 
 from __future__ import annotations
 
+import codecs
+import re
 from pathlib import Path
 
 import numpy as np
 
+from components.data import user_path
 from components.data.spec import DataSpec, RawData
 from components.errors import DataError
 
 PAD, BOS, EOS = 0, 1, 2
 SPECIALS = ("<pad>", "<bos>", "<eos>")
 GENDERS = ("female", "male")
+# defaults of the textfile limits (components.config.DatasetConfig declares the same; a test keeps them equal)
+MIN_UNIQUE = 10
+MAX_LINE_CHARS = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc
 
 
 def vocab_size(spec: DataSpec) -> int:
@@ -69,25 +76,56 @@ def load_names(**_: object) -> RawData:
     )
 
 
-def load_textfile(*, path: str | None, **_: object) -> RawData:
-    """A UTF-8 text file, one sample per line; surrounding whitespace is stripped and blank lines skipped."""
-    if not path:
-        raise DataError("textfile: expected a 'path' in the dataset's params, got none")
-    f = Path(path).expanduser()
+def load_textfile(
+    *,
+    path: str | None,
+    min_unique: int = MIN_UNIQUE,
+    max_line_chars: int = MAX_LINE_CHARS,
+    follow_symlinks: bool = False,
+    **_: object,
+) -> RawData:
+    """A UTF-8 text file, one sample per line; surrounding whitespace is stripped and blank lines skipped.
+
+    A leading byte-order mark is dropped. Duplicate lines are kept (their frequency is data), but the file
+    must hold at least ``min_unique`` distinct lines: a file of one name repeated would teach a model one
+    string. Refused with the line number: a line that is not UTF-8, one with a control character
+    (U+0000-U+001F, U+007F-U+009F; a tab included) left after stripping, one longer than ``max_line_chars``.
+    """
+    f = user_path(path, "textfile", follow_symlinks=follow_symlinks)
     if not f.is_file():
         raise DataError(f"textfile: expected a file at {f}, got {'a folder' if f.exists() else 'nothing'}")
+    data = f.read_bytes()
+    data = data.removeprefix(codecs.BOM_UTF8)
     lines = []
-    for number, raw in enumerate(f.read_bytes().splitlines(), start=1):
+    for number, raw in enumerate(data.splitlines(), start=1):
         try:
             line = raw.decode("utf-8").strip()
         except UnicodeDecodeError as e:
             raise DataError(
                 f"textfile: {f} line {number} is not valid UTF-8 ({e.reason}); re-save the file as UTF-8"
             ) from None
-        if line:
-            lines.append(line)
+        if not line:
+            continue
+        if len(line) > max_line_chars:
+            raise DataError(
+                f"textfile: {f} line {number}: expected at most {max_line_chars} characters (max_line_chars), "
+                f"got {len(line)}; split or shorten the line, or raise max_line_chars for this dataset"
+            )
+        bad = _CONTROL.search(line)
+        if bad:
+            raise DataError(
+                f"textfile: {f} line {number}: expected printable text, got control character "
+                f"U+{ord(bad.group()):04X} at character {bad.start() + 1}; remove it"
+            )
+        lines.append(line)
     if not lines:
         raise DataError(f"textfile: {f} has no non-blank lines; expected one sample per line")
+    unique = len(set(lines))
+    if unique < min_unique:
+        raise DataError(
+            f"textfile: {f}: expected at least {min_unique} distinct lines (min_unique), got {unique} in "
+            f"{len(lines)} lines; add varied samples, or lower min_unique for this dataset"
+        )
     x = np.array(lines)
     return RawData(x=x, y=None, kind="text", vocab=_vocab(x))
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from components.schema import Strict
 
 
-class FamilyConfig(BaseModel):
-    """Base for a family's hyperparameters: strict, immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class FamilyConfig(Strict):
+    """Base for a family's hyperparameters: strict (unknown keys and booleans-for-numbers refused), immutable."""
 
 
 class VAEConfig(FamilyConfig):

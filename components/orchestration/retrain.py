@@ -38,6 +38,7 @@ import yaml
 from components.config import Params
 from components.errors import ConfigError, GenfoundryError
 from components.io import read_json, sha256_file, write_json
+from components.layout import inside
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_LOCKED = 0, 1, 2, 75
 STATE_DIR = Path(".genfoundry")
@@ -95,7 +96,7 @@ def scan(root: Path, watch: list[str], previous: dict[str, dict[str, Any]] | Non
     previous = previous or {}
     out: dict[str, dict[str, Any]] = {}
     for entry in watch:
-        p = root / entry
+        p = inside(entry, root, where="retrain.watch")
         if not p.exists():
             raise ConfigError(f"retrain.watch: {entry} does not exist; create it or fix retrain.watch in params.yaml")
         files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
@@ -213,8 +214,7 @@ def dvc_outputs(root: Path) -> list[str]:
 def check_log_path(root: Path, log: str) -> Path:
     """The log file's path; an error if it lies inside a DVC output (``dvc repro`` would replace it)."""
     path = Path(log)
-    if path.is_absolute():
-        return path
+    inside(path, root, where="retrain.log")  # not outside the project, not through a symlink out of it
     rel = path.as_posix()
     for prefix in (p.rstrip("/") for p in dvc_outputs(root)):
         if prefix and (rel == prefix or rel.startswith(prefix + "/")):

@@ -16,6 +16,8 @@ from typing import Any
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from components.errors import GenfoundryError
+
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 
 
@@ -101,8 +103,25 @@ def decide(
     return Decision(name, version, True, reason, (CHAMPION, CHALLENGER), metric, value, champion)
 
 
+def check_version(c: MlflowClient, name: str, version: str) -> dict[str, str]:
+    """The tags of ``name`` v``version``; a one-line error naming the versions there are if it does not exist."""
+    try:
+        return dict(c.get_model_version(name, str(version)).tags)
+    except MlflowException:
+        try:
+            known = sorted((v.version for v in c.search_model_versions(f"name = '{name}'")), key=int)
+        except MlflowException:
+            known = []
+        if not known:
+            raise GenfoundryError(f"{name}: expected a registered model, got none of that name") from None
+        raise GenfoundryError(f"{name}: expected one of versions {known}, got {version!r}") from None
+
+
 def promote(c: MlflowClient, name: str, version: str) -> str | None:
-    """``champion`` ← ``version``; the old champion keeps alias ``previous``. Returns the old champion."""
+    """``champion`` ← ``version``; the old champion keeps alias ``previous``. Returns the old champion.
+
+    All or nothing: the version is checked before any alias moves."""
+    check_version(c, name, version)
     old = alias_version(c, name, CHAMPION)
     if old == version:
         return old

@@ -11,6 +11,7 @@ import logging
 import os
 import queue as queue_mod
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,35 @@ def resolve_use_gpu(use_gpu: bool | str) -> bool:
     return ray.cluster_resources().get("GPU", 0) > 0
 
 
+def check_resources(train: TrainConfig, *, use_gpu: bool, wait_s: float, poll_s: float = 2.0) -> None:
+    """Fail with one line, before ``fit()``, if the cluster cannot hold the workers: Ray would otherwise wait for
+    them forever. A cluster that may grow (an autoscaler; we joined ``RAY_ADDRESS``) gets ``wait_s`` to do so; a
+    local instance never grows, so it is checked once."""
+    import ray
+
+    need = {"CPU": train.num_workers * train.cpus_per_worker}
+    if use_gpu:
+        need["GPU"] = train.num_workers * train.gpus_per_worker
+    deadline = time.monotonic() + wait_s
+    while True:
+        have = ray.cluster_resources()
+        short = {r: n for r, n in need.items() if have.get(r, 0) < n}
+        if not short:
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(poll_s)
+    asked = f"train.num_workers = {train.num_workers} x train.cpus_per_worker = {train.cpus_per_worker}"
+    if use_gpu:
+        asked += f" and train.gpus_per_worker = {train.gpus_per_worker:g} (use_gpu: {train.use_gpu})"
+    has = ", ".join(f"{have.get(r, 0):g} {r}" for r in need)
+    waited = f" after waiting {wait_s:g} s (train.start_timeout_s)" if wait_s else ""
+    raise GenfoundryError(
+        f"train: expected a Ray cluster with {', '.join(f'{n:g} {r}' for r, n in need.items())} for {asked}, got "
+        f"{has}{waited}; lower train.num_workers / cpus_per_worker, set use_gpu: auto, or add nodes"
+    )
+
+
 def train(job: TrainJob, *, on_event: EventSink | None = None) -> tuple[GenerativeModel, LoopState]:
     """Train (or resume) ``job`` and return the trained model (on CPU) with its loop state.
 
@@ -116,6 +146,9 @@ def _train_ray(job: TrainJob, on_event: EventSink | None) -> tuple[GenerativeMod
 
     init_ray()
     use_gpu = resolve_use_gpu(job.train.use_gpu)
+    check_resources(
+        job.train, use_gpu=use_gpu, wait_s=job.train.start_timeout_s if os.environ.get("RAY_ADDRESS") else 0
+    )
     events: Queue = Queue(maxsize=10_000, actor_options={"num_cpus": 0})
     trainer = torch_trainer(job, use_gpu=use_gpu, queue=events)
     diverged: list[str] = []

@@ -62,3 +62,60 @@ def test_non_mapping_yaml(tmp_path):
     f.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         load_params(f)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        # a YAML boolean is never a number (pydantic's lax mode read `epochs: true` as 1)
+        ("experiments.vae_mnist.train.epochs", True, "'experiments.vae_mnist.train.epochs' = True: expected a whole"),
+        ("experiments.vae_mnist.train.lr", False, "'experiments.vae_mnist.train.lr' = False: expected a number"),
+        ("experiments.vae_mnist.model.latent_dim", True, "'experiments.vae_mnist.model.latent_dim' = True"),
+        # selection.metric is checked before anything trains
+        ("experiments.vae_mnist.selection.metric", "fdi", "experiments.vae_mnist.selection.metric: expected one of"),
+        ("experiments.gpt_names.selection.metric", "fid", "got 'fid'"),
+        # names become folders, user paths stay inside the project
+        ("retrain.log", "../x.jsonl", "retrain.log: expected a path relative to the project root, without '..'"),
+        ("retrain.log", "/tmp/x.jsonl", "retrain.log: expected a path relative to the project root"),
+        ("retrain.watch", ["data/raw", "../../etc"], "retrain.watch[1]: expected a path relative"),
+        ("experiments.vae_mnist.evaluate.n_samples", 2, "'experiments.vae_mnist.evaluate.n_samples' = 2: expected"),
+    ],
+)
+def test_more_bad_params_give_one_line(path, value, expected):
+    with pytest.raises(ConfigError) as e:
+        parse_params(_with(path, value))
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+def test_gan_selection_may_name_a_points_metric_and_pixelcnn_its_likelihood():
+    p = parse_params(BASE)
+    assert p.experiments["gan_grid25"].selection.metric == "reverse_kl"
+    assert p.experiments["pixelcnn_mnist"].selection.metric == "test_nll_bits_per_dim"
+
+
+@pytest.mark.parametrize("key", ["../../../x", "/abs/folder", "a/b", "..", "with space", "x" * 65])
+def test_an_experiment_key_must_be_a_plain_name(key):
+    raw = copy.deepcopy(BASE)
+    raw["experiments"][key] = raw["experiments"].pop("vae_mnist")
+    with pytest.raises(ConfigError, match=r"experiments: a key: expected a plain name \(letters, digits"):
+        parse_params(raw)
+
+
+def test_a_duplicate_key_names_its_line_and_column(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text("prepare:\n  seed: 0\n  seed: 1\n")
+    with pytest.raises(ConfigError, match=r"params.yaml:3:3: not valid YAML: duplicate key 'seed' \(first at line 2\)"):
+        load_params(f)
+
+
+def test_a_yaml_syntax_error_names_its_line_and_column(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text("prepare:\n  datasets: [a, b\n  seed: 0\n")
+    with pytest.raises(ConfigError, match=r"params.yaml:3:\d+: not valid YAML: "):
+        load_params(f)
+
+
+def test_a_missing_file_names_the_fix_not_an_option_that_does_not_exist(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_params(tmp_path / "params.yaml")
+    assert "run genfoundry from the project root" in str(e.value) and "--params" not in str(e.value)

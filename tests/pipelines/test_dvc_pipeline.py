@@ -304,3 +304,38 @@ def test_a_bad_param_stops_the_stage_with_one_line(project):
     r = _retrain(d, env)  # the scheduler's view: exit code 2, the same line, nothing run or recorded
     assert r.returncode == 2 and [ln for ln in r.stderr.splitlines() if ln.strip()] == lines
     assert len(_records(d)) == n
+
+
+def test_a_missing_params_section_stops_at_validate_before_dvc_deletes_anything(project):
+    """DVC checks a stage's params only when it runs it, after deleting its outputs; the validate stage, upstream
+    of every other one, checks every tracked key first."""
+    d, env = project
+    params = _params()
+    del params["experiments"]["vae_a"]["evaluate"]
+    (d / "params.yaml").write_text(yaml.safe_dump(params))
+    before = (d / "reports/vae_a/eval.json").read_text()
+    r = _run([str(BIN / "dvc"), "repro"], d, env, check=False)
+    assert r.returncode != 0
+    assert "error: params.yaml: expected 'experiments.vae_a.evaluate' (dvc.yaml's evaluate@vae_a tracks it)" in r.stderr
+    assert "Running stage 'evaluate@vae_a'" not in r.stdout and "Running stage 'prepare'" not in r.stdout
+    assert (d / "reports/vae_a/eval.json").read_text() == before  # nothing deleted
+    assert (d / "models/vae_a/model.safetensors").exists()
+
+
+def test_workers_the_cluster_cannot_hold_fail_at_once_and_the_run_is_failed(project):
+    from mlflow.tracking import MlflowClient
+
+    d, env = project
+    params = _params()
+    params["experiments"]["vae_a"]["train"]["num_workers"] = 64
+    (d / "params.yaml").write_text(yaml.safe_dump(params))
+    r = _run([sys.executable, "-m", "pipelines.train", "vae_a"], d, env, check=False)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and not ln.startswith("train vae_a")]
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert lines[0].startswith("error: train: expected a Ray cluster with 64 CPU for train.num_workers = 64")
+    c = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    exp = c.get_experiment_by_name("genfoundry")
+    newest = c.search_runs([exp.experiment_id], "tags.`genfoundry.experiment` = 'vae_a'", order_by=["start_time DESC"])
+    run = newest[0]
+    assert run.info.status == "FAILED" and "expected a Ray cluster" in run.data.tags["failure"]
+    assert not c.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")  # none left behind

@@ -85,6 +85,43 @@ def test_aliases_follow_the_gate_and_the_metric(mlflow_server, model_dir, monkey
     assert registry.alias_version(c, name, "champion") == v1
 
 
+def test_promote_is_all_or_nothing_and_a_failed_audit_needs_force(mlflow_server, model_dir, monkeypatch, tmp_path):
+    """A failed promote used to move ``previous`` first (the next rollback read "champion 1 -> 1")."""
+    from typer.testing import CliRunner
+
+    from pipelines import cli
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.chdir(tmp_path)
+    c = runs.client()
+    exp_id = runs.ensure_experiment(c, "promote-test")
+    name = "gf-promote-vae"
+    v1 = _register(c, exp_id, model_dir, name, 10.0, "p1")
+    v2 = _register(c, exp_id, model_dir, name, 9.0, "p2")
+    c.set_model_version_tag(name, v2, "audit.passed", "False")
+    c.set_model_version_tag(name, v2, "audit.failed", "fd_l2 = 0.3 > 0.1")
+    registry.promote(c, name, v1)
+
+    def run(*args):
+        r = CliRunner().invoke(cli.app, ["promote", name, *args])
+        return r.exit_code, [ln for ln in r.output.splitlines() if ln.strip()]
+
+    code, lines = run("99")
+    assert code == 2 and len(lines) == 1 and f"{name}: expected one of versions ['1', '2'], got '99'" in lines[0]
+    assert registry.alias_version(c, name, "champion") == v1 and registry.alias_version(c, name, "previous") is None
+    code, lines = run(v2)
+    assert code == 2 and "expected a version whose audit passed" in lines[0] and "--force" in lines[0]
+    assert registry.alias_version(c, name, "champion") == v1
+    code, lines = run(v2, "--force")
+    assert code == 2 and "--force: expected --reason" in lines[0]
+    code, lines = run(v2, "--force", "--reason", "the gate threshold is under review")
+    assert code == 0, lines
+    assert registry.alias_version(c, name, "champion") == v2 and registry.alias_version(c, name, "previous") == v1
+    forced = c.get_model_version(name, v2).tags["promotion.forced"]
+    assert forced.startswith("by ") and forced.endswith(": the gate threshold is under review")
+    assert "forced over a failed audit" in c.get_model_version(name, v2).tags["promotion"]
+
+
 def test_champion_samples_from_the_registry_alone(mlflow_server, model_dir, monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     c = runs.client()

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -66,7 +68,7 @@ def test_load_names_and_prepare(tmp_path):
 def test_textfile_skips_blank_lines_and_strips(tmp_path):
     f = tmp_path / "lines.txt"
     f.write_text("héllo\n\n  world \r\n   \nhéllo\n", encoding="utf-8")
-    raw = load_textfile(path=str(f))
+    raw = load_textfile(path=str(f), min_unique=2)
     assert raw.x.tolist() == ["héllo", "world", "héllo"] and raw.y is None
     assert raw.vocab == tuple(sorted("hélowrd"))
 
@@ -82,3 +84,62 @@ def test_textfile_errors_name_the_file_and_line(tmp_path):
         load_textfile(path=str(bad))
     with pytest.raises(DataError, match="expected a file"):
         load_textfile(path=str(tmp_path / "missing.txt"))
+
+
+# --- issue 15: text that was silently wrong ---------------------------------------------------------------------
+
+
+def _lines(tmp_path, text, name="lines.txt"):
+    f = tmp_path / name
+    f.write_text(text, encoding="utf-8")
+    return str(f)
+
+
+def test_textfile_of_one_repeated_line_is_refused(tmp_path):
+    path = _lines(tmp_path, "anna\n" * 1000)
+    with pytest.raises(
+        DataError, match=r"lines\.txt: expected at least 10 distinct lines \(min_unique\), got 1 in 1000"
+    ):
+        load_textfile(path=path)
+    assert len(load_textfile(path=path, min_unique=1).x) == 1000
+
+
+def test_textfile_with_enough_distinct_lines_keeps_duplicates(tmp_path):
+    names = [f"name{i}" for i in range(10)]
+    raw = load_textfile(path=_lines(tmp_path, "\n".join(names + names[:3]) + "\n"))
+    assert len(raw.x) == 13
+
+
+@pytest.mark.parametrize(
+    ("char", "code"), [("\t", "U+0009"), ("\x00", "U+0000"), ("\x1b", "U+001B"), ("\x85", "U+0085")]
+)
+def test_textfile_control_characters_are_refused_naming_the_line(tmp_path, char, code):
+    lines = [f"name{i}" for i in range(12)]
+    lines[6] = f"ab{char}cd"
+    expected = rf"lines\.txt line 7: expected printable text, got control character {re.escape(code)} at character 3"
+    with pytest.raises(DataError, match=expected):
+        load_textfile(path=_lines(tmp_path, "\n".join(lines) + "\n"))
+
+
+def test_textfile_overlong_line_is_refused_naming_line_and_length(tmp_path):
+    lines = [f"name{i}" for i in range(12)] + ["x" * 1_000_000]
+    with pytest.raises(DataError, match=r"line 13: expected at most 256 characters \(max_line_chars\), got 1000000"):
+        load_textfile(path=_lines(tmp_path, "\n".join(lines) + "\n"))
+    raw = load_textfile(path=_lines(tmp_path, "\n".join(lines[:-1] + ["y" * 300]) + "\n"), max_line_chars=300)
+    assert max(len(s) for s in raw.x) == 300
+
+
+def test_textfile_utf8_byte_order_mark_is_not_a_character(tmp_path):
+    f = tmp_path / "bom.txt"
+    f.write_bytes("\ufeff".encode() + "\n".join(f"n{i}" for i in range(10)).encode())
+    raw = load_textfile(path=str(f))
+    assert raw.x[0] == "n0" and "\ufeff" not in raw.vocab
+
+
+def test_textfile_path_outside_the_project_is_refused(tmp_path, monkeypatch):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("\n".join(f"n{i}" for i in range(10)))
+    (tmp_path / "project").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+    with pytest.raises(DataError, match=r"textfile: path \.\./outside\.txt resolves to .*, outside the project"):
+        load_textfile(path="../outside.txt")

@@ -14,12 +14,13 @@ bit-identical to an uninterrupted one: compare resumed runs by their metrics' tr
 import math
 import os
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from components.config import TrainConfig
-from components.errors import DivergenceError
+from components.errors import DivergenceError, GenfoundryError
 from components.models.configs import VAEConfig
 from components.tracking import runs
 from components.tracking.epochs import MlflowEpochLog
@@ -36,7 +37,7 @@ def _job(root, storage, **train_kw):
         model=VAEConfig(latent_dim=4, width=8),
         dataset="digits",
         data_root=str(root),
-        train=TrainConfig(batch_size=64, lr=2e-3, num_workers=2, **train_kw),
+        train=TrainConfig(**{"batch_size": 64, "lr": 2e-3, "num_workers": 2, **train_kw}),
         run_name="vae_digits-test",
         storage_path=str(storage),
     )
@@ -96,6 +97,31 @@ def test_killed_worker_resumes_from_checkpoint(ray_session, digits_root, tmp_pat
     steps = sorted(m.step for m in c.get_metric_history(run_id, "train/loss"))
     assert steps == list(range(1, epochs + 1))  # no duplicated or missing epochs
     assert c.get_run(run_id).data.tags["train.resumed_from"] == str(starts[1]["epoch"])
+
+
+@pytest.mark.parametrize(
+    ("train_kw", "expected"),
+    [
+        ({"num_workers": 64}, r"expected a Ray cluster with 64 CPU for train.num_workers = 64 x train.cpus_per_worker"),
+        ({"use_gpu": True}, r"expected a Ray cluster with 2 CPU, 2 GPU for .* \(use_gpu: True\), got 4 CPU, 0 GPU;"),
+    ],
+)
+def test_a_request_the_cluster_cannot_hold_fails_at_once_with_one_line(ray_session, digits_root, tmp_path, train_kw,
+                                                                        expected):  # fmt: skip
+    """Ray would wait for the workers' resources forever (the stage's spinner at "starting Ray workers")."""
+    with pytest.raises(GenfoundryError, match=expected) as e:
+        train(_job(digits_root, tmp_path, epochs=1, **train_kw))
+    assert "\n" not in str(e.value)
+
+
+def test_a_cluster_that_may_grow_gets_start_timeout_s(ray_session):
+    from components.training.driver import check_resources
+
+    t0 = time.monotonic()
+    with pytest.raises(GenfoundryError, match=r"after waiting 1 s \(train.start_timeout_s\)"):
+        check_resources(TrainConfig(num_workers=64), use_gpu=False, wait_s=1, poll_s=0.2)
+    assert time.monotonic() - t0 >= 1
+    check_resources(TrainConfig(num_workers=2), use_gpu=False, wait_s=0)  # fits: returns at once
 
 
 @pytest.mark.parametrize(
