@@ -91,7 +91,7 @@ def _json_default(o: Any) -> Any:
         return o.tolist()
     if isinstance(o, Path):
         return str(o)
-    raise TypeError(f"Expected a JSON-serialisable value, got {type(o).__name__}")
+    raise TypeError(f"write_json: expected a JSON-serialisable value, got {type(o).__name__}")
 
 
 def sha256_arrays(*arrays: np.ndarray) -> str:

@@ -41,7 +41,8 @@ class Distribution(Strict):
         if kind in ("uniform", "loguniform", "randint"):
             lo, hi = getattr(self, kind)
             if (lo > hi) if kind == "randint" else (lo >= hi):
-                raise ValueError(f"{kind} [{lo}, {hi}]: expected low < high")
+                rule = "low <= high" if kind == "randint" else "low < high"
+                raise ValueError(f"expected {kind} [low, high] with {rule}, got [{lo}, {hi}]")
         return self
 
     @property
@@ -70,19 +71,23 @@ class TuneConfig(Strict):
     workers_per_trial: PositiveInt = 1
     seed: int = Field(0, description="seed of the random search (which configurations are drawn)")
 
+    # Messages start at "expected": format_validation_error puts the section's key in front.
     @model_validator(mode="after")
     def _keys(self) -> TuneConfig:
         if not self.space:
-            raise ValueError("tune.space is empty; add e.g. 'train.lr': {loguniform: [1.0e-4, 1.0e-2]}")
+            raise ValueError(
+                "expected at least one hyperparameter in space, got none; "
+                "add e.g. 'train.lr': {loguniform: [1.0e-4, 1.0e-2]}"
+            )
         for name in self.space:
             section, _, key = name.partition(".")
             if section not in ("train", "model") or not key:
-                raise ValueError(f"tune.space key {name!r}: expected 'train.<key>' or 'model.<key>'")
+                raise ValueError(f"expected space keys 'train.<key>' or 'model.<key>', got {name!r}")
             if section == "train" and key not in TUNABLE_TRAIN_KEYS:
                 raise ValueError(
-                    f"tune.space key {name!r} cannot be searched; tunable train keys: {list(TUNABLE_TRAIN_KEYS)} "
+                    f"expected space keys among the tunable train keys {list(TUNABLE_TRAIN_KEYS)}, got {name!r} "
                     "(trial length: tune.epochs; workers: tune.workers_per_trial)"
                 )
         if self.epochs is not None and self.grace_period > self.epochs:
-            raise ValueError(f"tune.grace_period = {self.grace_period} exceeds tune.epochs = {self.epochs}")
+            raise ValueError(f"expected grace_period <= epochs = {self.epochs}, got {self.grace_period}")
         return self

@@ -19,15 +19,16 @@ from components.evaluation.stats import bootstrap_ci
 
 def skew(p: Any) -> float:
     """Total-variation distance from uniform, ½ Σ |p_i − 1/K|: 0 if balanced, 1 − 1/K if one class only."""
-    a = as_distribution(p, "p")
+    a = as_distribution(p, "p", where="skew")
     return float(0.5 * np.abs(a - 1.0 / len(a)).sum())
 
 
 def amplification(p_gen: Any, p_train: Any) -> float:
     """Bias amplification ``skew(p_gen) − skew(p_train)``: > 0 means the model skews more than its data."""
-    a, b = as_distribution(p_gen, "p_gen"), as_distribution(p_train, "p_train")
+    where = "amplification"
+    a, b = as_distribution(p_gen, "p_gen", where=where), as_distribution(p_train, "p_train", where=where)
     if a.shape != b.shape:
-        raise ValueError(f"Expected p_gen and p_train of the same length, got {len(a)} and {len(b)}")
+        raise ValueError(f"{where}: expected p_gen and p_train of the same length, got {len(a)} and {len(b)}")
     return skew(a) - skew(b)
 
 
@@ -35,9 +36,9 @@ def bootstrap_shares(
     labels: Any, num_classes: int, *, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
 ) -> dict[str, list[float]]:
     """Shares per class with ``1 − alpha`` percentile-bootstrap intervals: ``shares``, ``lo``, ``hi``."""
-    y = as_labels(labels, num_classes)
+    y = as_labels(labels, num_classes, where="bootstrap_shares")
     if len(y) == 0:
-        raise ValueError("Expected at least one label to bootstrap, got 0")
+        raise ValueError("bootstrap_shares: expected at least one label to bootstrap, got 0")
     ci = bootstrap_ci(lambda s: shares(s, num_classes), y, n_boot=n_boot, seed=seed, alpha=alpha)
     return {"shares": ci.estimate.tolist(), "lo": ci.lo.tolist(), "hi": ci.hi.tolist()}
 
@@ -49,6 +50,6 @@ def group_gap(values: Mapping[str, float]) -> dict[str, Any]:
     """
     finite = {g: float(v) for g, v in values.items() if np.isfinite(v)}
     if not finite:
-        raise ValueError(f"Expected at least one finite per-group value, got {dict(values)}")
+        raise ValueError(f"group_gap: expected at least one finite per-group value, got {dict(values)}")
     hi, lo = max(finite, key=finite.__getitem__), min(finite, key=finite.__getitem__)
     return {"gap": finite[hi] - finite[lo], "max_group": hi, "min_group": lo}

@@ -46,7 +46,7 @@ def per_group_quality(
     yr, yf = np.asarray(real_labels).reshape(-1), np.asarray(fake_labels).reshape(-1)
     if len(fr) != len(yr) or len(ff) != len(yf):
         raise ValueError(
-            f"Expected one label per feature row, got {len(fr)} real rows / {len(yr)} labels and "
+            f"per_group_quality: expected one label per feature row, got {len(fr)} real rows / {len(yr)} labels and "
             f"{len(ff)} generated rows / {len(yf)} labels"
         )
     per_group: dict[str, dict[str, Any]] = {}
@@ -90,7 +90,9 @@ def per_group_memorization(
     memorized = nn_ratio_memorized(fake, train)  # (M,) bool
     y = np.asarray(fake_labels).reshape(-1)
     if len(y) != len(memorized):
-        raise ValueError(f"Expected one label per generated sample, got {len(y)} for {len(memorized)}")
+        raise ValueError(
+            f"per_group_memorization: expected one label per generated sample, got {len(y)} for {len(memorized)}"
+        )
     rate = float(memorized.mean())
     per_group = {}
     for c, name in enumerate(class_names):

@@ -103,19 +103,22 @@ def augmentation_utility(
     x_fake, y_fake = _tensor(fake), _labels(fake_labels)
     if len(x_fake) == 0 or len(x_fake) != len(y_fake):
         raise ValueError(
-            f"Expected at least one generated image and one label per image, got {len(x_fake)} images and "
-            f"{len(y_fake)} labels"
+            "augmentation_utility: expected at least one generated image and one label per image, "
+            f"got {len(x_fake)} images and {len(y_fake)} labels"
         )
     if not x_real.shape[1] == x_test.shape[1] == x_fake.shape[1]:
         raise ValueError(
-            f"Expected real and generated images of one size, got {x_real.shape[1]} (train), "
+            f"augmentation_utility: expected real and generated images of one size, got {x_real.shape[1]} (train), "
             f"{x_test.shape[1]} (test) and {x_fake.shape[1]} (generated) values per image"
         )
     for name, y in (("train", y_real), ("test", y_test), ("generated", y_fake)):
         if len(y) and not 0 <= int(y.min()) <= int(y.max()) < num_classes:
-            raise ValueError(f"Expected {name} labels in [0, {num_classes}), got {int(y.min())}..{int(y.max())}")
+            raise ValueError(
+                f"augmentation_utility: expected {name} labels in [0, {num_classes}), "
+                f"got {int(y.min())}..{int(y.max())}"
+            )
     if steps < 1:
-        raise ValueError(f"Expected steps >= 1, got {steps}")
+        raise ValueError(f"augmentation_utility: expected steps >= 1, got {steps}")
     recipe = dict(num_classes=num_classes, steps=steps, batch_size=batch_size, lr=lr, hidden=hidden, seed=seed)
     with torch_threads(1):  # a small MLP: one thread beats two spin-waiting ones on a shared CPU
         base = train_and_score(x_real, y_real, x_test, y_test, **recipe)

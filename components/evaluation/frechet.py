@@ -23,18 +23,18 @@ from components.evaluation.stats import CI, bootstrap_ci, torch_threads
 Features = np.ndarray | Tensor
 
 
-def _as64(x: Features) -> Tensor:
+def _as64(x: Features, *, where: str) -> Tensor:
     t = x.detach().cpu() if isinstance(x, Tensor) else torch.from_numpy(np.asarray(x))
     if t.ndim != 2 or len(t) < 2:
-        raise ValueError(f"Expected features of shape (N, D) with N >= 2, got {tuple(t.shape)}")
+        raise ValueError(f"{where}: expected features of shape (N, D) with N >= 2, got {tuple(t.shape)}")
     return t.to(torch.float64)
 
 
 def frechet_distance(f1: Features, f2: Features) -> float:
     """‖μ₁ − μ₂‖² + Tr(Σ₁ + Σ₂ − 2(Σ₁Σ₂)^½) of two feature sets (N₁, D) and (N₂, D), clamped at 0."""
-    a, b = _as64(f1), _as64(f2)
+    a, b = _as64(f1, where="frechet_distance"), _as64(f2, where="frechet_distance")
     if a.shape[1] != b.shape[1]:
-        raise ValueError(f"Expected feature sets of one width, got {a.shape[1]} and {b.shape[1]}")
+        raise ValueError(f"frechet_distance: expected feature sets of one width, got {a.shape[1]} and {b.shape[1]}")
     s1, s2 = torch.cov(a.T), torch.cov(b.T)  # (D, D) each, divided by N − 1 as torchmetrics does
     root_trace = torch.linalg.eigvals(s1 @ s2).sqrt().real.sum()
     fid = (a.mean(0) - b.mean(0)).square().sum() + s1.trace() + s2.trace() - 2 * root_trace
@@ -49,6 +49,12 @@ def fid_ci(real: Features, fake: Features, *, n_boot: int = 200, seed: int = 0, 
     """
     with torch_threads(1):
         ci = bootstrap_ci(
-            frechet_distance, _as64(real), _as64(fake), n_boot=n_boot, seed=seed, alpha=alpha, method="centred"
+            frechet_distance,
+            _as64(real, where="fid_ci"),
+            _as64(fake, where="fid_ci"),
+            n_boot=n_boot,
+            seed=seed,
+            alpha=alpha,
+            method="centred",
         )
     return ci._replace(lo=max(ci.lo, 0.0))

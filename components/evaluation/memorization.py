@@ -28,16 +28,16 @@ from components.evaluation.prdc import Features, knn
 NN_RATIO_THRESHOLD = 1.0 / 3.0
 
 
-def _flat(x: Features) -> np.ndarray:
+def _flat(x: Features, *, where: str) -> np.ndarray:
     a = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     if a.ndim < 2 or len(a) == 0:
-        raise ValueError(f"Expected a non-empty batch of shape (N, ...), got {a.shape}")
+        raise ValueError(f"{where}: expected a non-empty batch of shape (N, ...), got {a.shape}")
     return a.reshape(len(a), -1).astype(np.float64)
 
 
 def nn_distances(x: Features, ref: Features, *, k: int = 1, chunk_size: int | None = None) -> np.ndarray:
     """Distances (N, k) from each row of ``x`` to its ``k`` nearest rows of ``ref``, ascending."""
-    return knn(_flat(x), _flat(ref), k=k, chunk_size=chunk_size)[0].numpy()
+    return knn(_flat(x, where="nn_distances"), _flat(ref, where="nn_distances"), k=k, chunk_size=chunk_size)[0].numpy()
 
 
 def nn_ratio_memorized(fake: Features, train: Features, *, threshold: float = NN_RATIO_THRESHOLD) -> np.ndarray:
@@ -53,7 +53,7 @@ def authenticity(fake: Features, train: Features) -> float:
     A sample g with nearest training point x* is authentic if ‖g − x*‖ > ‖x* − NN(x*)‖, the distance from
     x* to its nearest other training point.
     """
-    f, t = _flat(fake), _flat(train)
+    f, t = _flat(fake, where="authenticity"), _flat(train, where="authenticity")
     d_fake, idx = knn(f, t, k=1)  # (M, 1) each
     d_train = knn(t, t, k=2)[0][:, 1]  # (N,) column 0 is the point itself
     return (d_fake[:, 0] > d_train[idx[:, 0]]).double().mean().item()
@@ -87,9 +87,9 @@ def ct_statistic(
     samples (default 20 / M, i.e. more than 20 samples, as in the authors' experiments). Returns ``c_t``
     (NaN if no cell qualifies), per-cell ``z`` (NaN where unused), ``weights`` and ``cells_used``.
     """
-    t, p, q = _flat(train), _flat(test), _flat(fake)
+    t, p, q = (_flat(a, where="ct_statistic") for a in (train, test, fake))
     if not 1 <= n_cells <= len(t):
-        raise ValueError(f"Expected 1 <= n_cells <= {len(t)} training samples, got {n_cells}")
+        raise ValueError(f"ct_statistic: expected 1 <= n_cells <= {len(t)} training samples, got {n_cells}")
     tau = 20.0 / len(q) if tau is None else tau
     # One OpenMP thread: on a shared 2-core machine k-means' thread pool spins and runs ~100x slower.
     with threadpool_limits(limits=1, user_api="openmp"):
@@ -124,7 +124,7 @@ def memorization_report(
     samples nearer to train than to test); ``nn_ratio_memorized`` (rate); ``authenticity``; ``c_t`` and its
     per-cell details.
     """
-    t, p, q = _flat(train), _flat(test), _flat(fake)
+    t, p, q = (_flat(a, where="memorization_report") for a in (train, test, fake))
     d_qt, d_qp, d_pt = nn_distances(q, t)[:, 0], nn_distances(q, p)[:, 0], nn_distances(p, t)[:, 0]
     ct = ct_statistic(t, p, q, n_cells=n_cells, seed=seed)
     return {
@@ -148,7 +148,7 @@ def text_novelty(generated: Iterable[str], train: Iterable[str], test: Iterable[
     """Shares of generated strings found in the training set, in the test set only, or new (as makemore)."""
     gen, tr, te = list(generated), set(train), set(test)
     if not gen:
-        raise ValueError("Expected at least one generated string, got 0")
+        raise ValueError("text_novelty: expected at least one generated string, got 0")
     in_train = sum(s in tr for s in gen)
     in_test = sum(s in te and s not in tr for s in gen)
     return {

@@ -45,9 +45,9 @@ def mode_metrics(
     x = _as_numpy(samples).astype(np.float64)
     mu = _as_numpy(means).astype(np.float64)
     if x.ndim != 2 or mu.ndim != 2 or x.shape[1] != mu.shape[1]:
-        raise ValueError(f"Expected samples (N, D) and means (K, D), got {x.shape} and {mu.shape}")
+        raise ValueError(f"mode_metrics: expected samples (N, D) and means (K, D), got {x.shape} and {mu.shape}")
     if len(x) == 0:
-        raise ValueError("Expected at least one sample, got 0")
+        raise ValueError("mode_metrics: expected at least one sample, got 0")
     k = len(mu)
     dist = np.linalg.norm(x[:, None, :] - mu[None, :, :], axis=-1)  # (N, K)
     nearest = dist.argmin(axis=1)  # (N,)

@@ -38,13 +38,13 @@ def make_stacked(images: np.ndarray, labels: np.ndarray, n: int, seed: int) -> t
     x = np.asarray(images, dtype=np.float32)
     if x.ndim == 4:
         if x.shape[1] != 1:
-            raise ValueError(f"Expected single-channel digits (N, 1, H, W), got {x.shape}")
+            raise ValueError(f"make_stacked: expected single-channel digits (N, 1, H, W), got {x.shape}")
         x = x[:, 0]
     y = np.asarray(labels, dtype=np.int64)
     if x.ndim != 3 or len(x) != len(y):
-        raise ValueError(f"Expected images (N, H, W) and labels (N,), got {x.shape} and {y.shape}")
+        raise ValueError(f"make_stacked: expected images (N, H, W) and labels (N,), got {x.shape} and {y.shape}")
     if y.min() < 0 or y.max() > 9:
-        raise ValueError(f"Expected digit labels 0..9, got values in [{y.min()}, {y.max()}]")
+        raise ValueError(f"make_stacked: expected digit labels 0..9, got values in [{y.min()}, {y.max()}]")
     idx = np.random.default_rng(seed).integers(0, len(x), size=(n, CHANNELS))  # (n, 3)
     digits = y[idx]  # (n, 3)
     return x[idx], digits @ np.array([100, 10, 1], dtype=np.int64)  # (n, 3, H, W), (n,)
@@ -54,12 +54,15 @@ def stacked_modes(images: Tensor | np.ndarray, classifier: DigitClassifier) -> n
     """The mode (0..999) of each (N, 3, H, W) image: each channel labelled by ``classifier`` on its own."""
     x = torch.as_tensor(np.asarray(images, dtype=np.float32) if isinstance(images, np.ndarray) else images)
     if x.ndim != 4 or x.shape[1] != CHANNELS:
-        raise ValueError(f"Expected Stacked MNIST images (N, 3, H, W), got {tuple(x.shape)}")
+        raise ValueError(f"stacked_modes: expected Stacked MNIST images (N, 3, H, W), got {tuple(x.shape)}")
     digits = []
     for c in range(CHANNELS):
         d = np.asarray(torch.as_tensor(classifier.predict(x[:, c : c + 1].float())).cpu(), dtype=np.int64)
         if d.shape != (len(x),) or (len(d) and (d.min() < 0 or d.max() > 9)):
-            raise ValueError(f"Expected the classifier to return (N,) digits 0..9, got shape {d.shape}")
+            raise ValueError(
+                f"stacked_modes: expected the classifier to return (N,) digits 0..9, got shape {d.shape}"
+                + (f" with values in [{d.min()}, {d.max()}]" if d.size else "")
+            )
         digits.append(d)
     return 100 * digits[0] + 10 * digits[1] + digits[2]
 

@@ -82,18 +82,18 @@ def bootstrap_ci(
       set and inflate the distance): the percentile interval then need not even contain the estimate.
     """
     if not arrays:
-        raise ValueError("Expected at least one array to resample, got none")
+        raise ValueError("bootstrap_ci: expected at least one array to resample, got none")
     if not 0.0 < alpha < 1.0:
-        raise ValueError(f"Expected 0 < alpha < 1, got {alpha}")
+        raise ValueError(f"bootstrap_ci: expected 0 < alpha < 1, got {alpha}")
     if n_boot < 1:
-        raise ValueError(f"Expected n_boot >= 1, got {n_boot}")
+        raise ValueError(f"bootstrap_ci: expected n_boot >= 1, got {n_boot}")
     if method not in ("percentile", "centred"):
-        raise ValueError(f"Expected method 'percentile' or 'centred', got {method!r}")
+        raise ValueError(f"bootstrap_ci: expected method 'percentile' or 'centred', got {method!r}")
     sizes = [len(a) for a in arrays]
     if min(sizes) == 0:
-        raise ValueError(f"Expected non-empty arrays, got lengths {sizes}")
+        raise ValueError(f"bootstrap_ci: expected non-empty arrays, got lengths {sizes}")
     if paired and len(set(sizes)) != 1:
-        raise ValueError(f"Expected arrays of equal length for a paired bootstrap, got lengths {sizes}")
+        raise ValueError(f"bootstrap_ci: expected arrays of equal length for a paired bootstrap, got lengths {sizes}")
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(n_boot):

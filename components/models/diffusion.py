@@ -44,7 +44,7 @@ def beta_schedule(kind: str, timesteps: int) -> Tensor:
         f = torch.cos((t / timesteps + s) / (1 + s) * math.pi / 2) ** 2
         alphas_cumprod = f / f[0]
         return (1 - alphas_cumprod[1:] / alphas_cumprod[:-1]).clamp(0, 0.999)  # β_t ≤ 0.999 (same paper)
-    raise ConfigError(f"expected schedule 'linear' or 'cosine', got {kind!r}")
+    raise ConfigError(f"beta_schedule: expected schedule 'linear' or 'cosine', got {kind!r}")
 
 
 def normal_kl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor) -> Tensor:
@@ -366,10 +366,10 @@ class GaussianDiffusion(GenerativeModel):
         device = generator.device if generator is not None else self.betas.device
         return torch.randn(shape, generator=generator, device=device).to(self.betas.device)
 
-    def _ddim_times(self, steps: int) -> list[tuple[int, int]]:
+    def _ddim_times(self, steps: int, *, where: str = "diffusion.sample") -> list[tuple[int, int]]:
         """(t, t_next) pairs from T−1 down to −1 (meaning x₀), ``steps`` of them, as lucidrains does."""
         if not 1 <= steps <= self.T:
-            raise ConfigError(f"expected 1 <= sampling steps <= timesteps = {self.T}, got {steps}")
+            raise ConfigError(f"{where}: expected 1 <= steps <= timesteps = {self.T}, got {steps}")
         times = torch.linspace(-1, self.T - 1, steps + 1).long().tolist()[::-1]
         return list(zip(times[:-1], times[1:], strict=True))
 
@@ -417,7 +417,7 @@ class GaussianDiffusion(GenerativeModel):
         reject_options("diffusion", unknown, ("sampler", "steps", "eta", "use_ema"))
         sampler = sampler or self.config.sampler
         if sampler not in ("ddim", "ddpm"):
-            raise ConfigError(f"expected sampler 'ddim' or 'ddpm', got {sampler!r}")
+            raise ConfigError(f"diffusion.sample: expected sampler 'ddim' or 'ddpm', got {sampler!r}")
         steps = self.T if sampler == "ddpm" else (steps or self.config.sampling_steps)
         eta = self.config.eta if eta is None else eta
         use_ema = self.config.use_ema if use_ema is None else use_ema
@@ -475,14 +475,17 @@ class GaussianDiffusion(GenerativeModel):
         method. The known pixels of the result equal the input exactly (up to float rounding).
         """
         if image.dim() != 4 or tuple(image.shape[1:]) != tuple(self.spec.shape):
-            raise ConfigError(f"expected images (n, {', '.join(map(str, self.spec.shape))}), got {tuple(image.shape)}")
+            raise ConfigError(
+                f"diffusion.inpaint: expected images (n, {', '.join(map(str, self.spec.shape))}), "
+                f"got {tuple(image.shape)}"
+            )
         steps = steps or self.config.sampling_steps
         eta = self.config.eta if eta is None else eta
         resample = resample or self.config.inpaint_resample
         net = self._denoiser(use_ema)
         x0 = self.to_model_space(image.to(self.betas.device))  # (n, C, H, W) in [-1, 1]
         mask = mask.to(x0).expand_as(x0)
-        times = self._ddim_times(steps)
+        times = self._ddim_times(steps, where="diffusion.inpaint")
 
         def known(t: int) -> Tensor:  # the known pixels diffused to time t (t = −1: the pixels themselves)
             if t < 0:

@@ -141,7 +141,7 @@ FAMILIES: dict[str, Family] = {
 
 def get_family(name: str) -> Family:
     if name not in FAMILIES:
-        raise ConfigError(f"unknown family {name!r}; expected one of {sorted(FAMILIES)}")
+        raise ConfigError(f"get_family: expected a family among {sorted(FAMILIES)}, got {name!r}")
     return FAMILIES[name]
 
 

@@ -73,7 +73,7 @@ def pack_samples(x: Tensor, m: int) -> Tensor:
     dropped.
     """
     if x.shape[0] < m:
-        raise DataError(f"Expected a batch of at least pack={m} samples, got {x.shape[0]}")
+        raise DataError(f"gan: expected a batch of at least model.pack = {m} samples, got {x.shape[0]}")
     b = x.shape[0] // m * m
     return x[:b].reshape(b // m, m * x.shape[1], *x.shape[2:])
 
@@ -383,9 +383,9 @@ class GAN(GenerativeModel):
 def build(config: GANConfig, spec: DataSpec) -> GAN:
     """A GAN for an image dataset (C, H, W) or a points dataset (D,)."""
     if spec.kind == "points" and len(spec.shape) != 1:
-        raise ConfigError(f"gan: Expected points of shape (D,), got {spec.shape}")
+        raise ConfigError(f"gan: expected points of shape (D,), got {spec.shape} ({spec.name})")
     if spec.kind == "image" and (len(spec.shape) != 3 or min(spec.shape[1:]) < 4):
-        raise ConfigError(f"gan: Expected images of shape (C, H, W) with H, W >= 4, got {spec.shape}")
+        raise ConfigError(f"gan: expected images of shape (C, H, W) with H, W >= 4, got {spec.shape} ({spec.name})")
     if spec.kind not in ("image", "points"):
-        raise ConfigError(f"gan: Expected an 'image' or 'points' dataset, got kind {spec.kind!r}")
+        raise ConfigError(f"gan: expected an 'image' or 'points' dataset, got kind {spec.kind!r} ({spec.name})")
     return GAN(spec=spec, config=config)

@@ -27,7 +27,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, *, n_embd: int, n_head: int, dropout: float, bias: bool):
         super().__init__()
         if n_embd % n_head:
-            raise ConfigError(f"expected n_embd divisible by n_head, got n_embd={n_embd}, n_head={n_head}")
+            raise ConfigError(f"model.n_embd: expected a multiple of model.n_head = {n_head}, got {n_embd}")
         self.n_head = n_head
         self.dropout = dropout
         self.c_attn = nn.Linear(n_embd, 3 * n_embd, bias=bias)
@@ -114,7 +114,7 @@ class Transformer(nn.Module):
     def forward(self, idx: Tensor) -> Tensor:
         B, T = idx.shape
         if T > self.block_size:
-            raise ValueError(f"expected at most block_size={self.block_size} tokens, got {T}")
+            raise ValueError(f"Transformer.forward: expected at most block_size = {self.block_size} tokens, got {T}")
         pos = torch.arange(T, device=idx.device)  # (T,)
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
         for block in self.blocks:
@@ -168,7 +168,7 @@ class GPT(GenerativeModel):
         """``n`` strings, sampled token by token from BOS until EOS, cut at the longest training length."""
         reject_options("gpt", unknown, ("temperature", "top_k"))
         if temperature <= 0:
-            raise ConfigError(f"expected temperature > 0, got {temperature}")
+            raise ConfigError(f"gpt.sample: expected temperature > 0, got {temperature}")
         device = self.net.lm_head.weight.device
         idx = torch.full((n, 1), BOS, dtype=torch.long, device=device)  # (n, 1)
         done = torch.zeros(n, dtype=torch.bool, device=device)  # (n,)
@@ -193,5 +193,5 @@ class GPT(GenerativeModel):
 
 def build(config: GPTConfig, spec: DataSpec) -> GPT:
     if spec.kind != "text":
-        raise ConfigError(f"family 'gpt' expected a text dataset, got {spec.name!r} of kind {spec.kind!r}")
+        raise ConfigError(f"gpt: expected a text dataset, got {spec.kind!r} dataset {spec.name!r}")
     return GPT(spec=spec, config=config)

@@ -192,7 +192,7 @@ class PixelCNN(GenerativeModel):
         reject_options("pixelcnn", unknown, ("temperature", "top_k"))
         device = self.net.embedding.weight.device
         idx = torch.zeros((n, *self.spec.shape), dtype=torch.long, device=device)  # (n, C, H, W)
-        return dequantise(self._fill(idx, 0, generator, temperature, top_k), self.levels)
+        return dequantise(self._fill(idx, 0, generator, temperature, top_k, where="pixelcnn.sample"), self.levels)
 
     @torch.no_grad()
     def complete(
@@ -207,9 +207,10 @@ class PixelCNN(GenerativeModel):
         """Inpainting: keep the first ``rows_given`` rows of ``x_top`` (n, C, H, W) and sample the rest."""
         H = self.spec.shape[1]
         if not 0 <= rows_given <= H:
-            raise ValueError(f"expected 0 <= rows_given <= {H}, got {rows_given}")
+            raise ValueError(f"pixelcnn.complete: expected 0 <= rows_given <= {H}, got {rows_given}")
         idx = quantise(x_top.to(self.net.embedding.weight.device), self.levels)
-        return dequantise(self._fill(idx, rows_given, generator, temperature, top_k), self.levels)
+        filled = self._fill(idx, rows_given, generator, temperature, top_k, where="pixelcnn.complete")
+        return dequantise(filled, self.levels)
 
     def _fill(
         self,
@@ -218,9 +219,11 @@ class PixelCNN(GenerativeModel):
         generator: torch.Generator | None,
         temperature: float,
         top_k: int | None,
+        *,
+        where: str,
     ) -> Tensor:
         if temperature <= 0:
-            raise ConfigError(f"expected temperature > 0, got {temperature}")
+            raise ConfigError(f"{where}: expected temperature > 0, got {temperature}")
         was_training = self.training
         self.eval()
         n, C, H, W = idx.shape
@@ -252,7 +255,7 @@ class PixelCNN(GenerativeModel):
 
 def build(config: PixelCNNConfig, spec: DataSpec) -> PixelCNN:
     if spec.kind != "image":
-        raise ConfigError(f"family 'pixelcnn' expected an image dataset, got {spec.name!r} of kind {spec.kind!r}")
+        raise ConfigError(f"pixelcnn: expected an image dataset, got {spec.kind!r} dataset {spec.name!r}")
     if config.kernel_size % 2 == 0:
         raise ConfigError(f"model.kernel_size: expected an odd number, got {config.kernel_size}")
     native = spec.levels or 256

@@ -35,7 +35,9 @@ def save_trained(directory: str | Path, model: GenerativeModel, info: dict[str, 
 def load_info(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / CONFIG
     if not path.exists():
-        raise GenfoundryError(f"no trained model in {directory} ({CONFIG} missing); run its train stage first")
+        raise GenfoundryError(
+            f"{directory}: expected a trained model (its {CONFIG}), got no {CONFIG}; run its train stage first"
+        )
     return json.loads(path.read_text())
 
 

@@ -74,8 +74,8 @@ def exclusive_lock(path: str | Path) -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             raise LockHeld(
-                f"another retrain is running (pid {holder} holds {path}); nothing done — wait for it, or "
-                "remove the lock only if no retrain is running"
+                f"{path}: expected a free lock, got one held by another retrain (pid {holder}); nothing done — "
+                "wait for it, or remove the lock only if no retrain is running"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -98,7 +98,10 @@ def scan(root: Path, watch: list[str], previous: dict[str, dict[str, Any]] | Non
     for entry in watch:
         p = inside(entry, root, where="retrain.watch")
         if not p.exists():
-            raise ConfigError(f"retrain.watch: {entry} does not exist; create it or fix retrain.watch in params.yaml")
+            raise ConfigError(
+                f"retrain.watch: expected existing paths, got {entry!r}, which does not exist; "
+                "create it or fix retrain.watch in params.yaml"
+            )
         files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
         for f in files:
             rel = f.relative_to(root).as_posix()
@@ -129,12 +132,15 @@ def dvc_status(root: Path, dvc: str | None = None) -> dict[str, Any]:
     """``dvc status --json``: out-of-date stage -> what changed (empty when everything is up to date)."""
     r = subprocess.run([dvc or dvc_bin(), "status", "--json"], cwd=root, capture_output=True, text=True, env=_env())
     if r.returncode != 0:
-        raise ConfigError(f"`dvc status` failed: {_last_error(r.stderr + r.stdout)}; fix dvc.yaml or params.yaml")
+        raise ConfigError(
+            f"`dvc status`: expected exit status 0, got {r.returncode} ({_last_error(r.stderr + r.stdout)}); "
+            "fix dvc.yaml or params.yaml"
+        )
     text = r.stdout.strip()
     try:
         status = json.loads(text[text.index("{") :]) if "{" in text else {}
     except json.JSONDecodeError:
-        raise ConfigError(f"`dvc status --json` printed no JSON: {text[:200]!r}") from None
+        raise ConfigError(f"`dvc status --json`: expected JSON, got {text[:200]!r}") from None
     return status
 
 
@@ -219,8 +225,8 @@ def check_log_path(root: Path, log: str) -> Path:
     for prefix in (p.rstrip("/") for p in dvc_outputs(root)):
         if prefix and (rel == prefix or rel.startswith(prefix + "/")):
             raise ConfigError(
-                f"retrain.log = {log!r} lies in the DVC output {prefix!r}, which `dvc repro` replaces; "
-                "use a path outside every output, e.g. logs/retrain.jsonl"
+                f"retrain.log: expected a path outside every DVC output (`dvc repro` replaces them), got {log!r} "
+                f"inside {prefix!r}; use e.g. logs/retrain.jsonl"
             )
     return root / path
 

@@ -140,7 +140,7 @@ def _trial(config: dict[str, Any], *, job: TuneJob) -> None:
         reason = client.get_run(run_id).data.tags.get("failure") if client and run_id else None
         if client and run_id:
             client.set_terminated(run_id, status="FAILED")
-        raise DivergenceError(reason or f"trial {trial_id} stopped after epoch {done} of {train.epochs}")
+        raise DivergenceError(reason or f"trial {trial_id}: expected {train.epochs} epochs, got {done}")
     if client and run_id:
         client.set_terminated(run_id, status="FINISHED")
 
@@ -200,7 +200,9 @@ def tune(job: TuneJob, *, on_event: EventSink | None = None) -> TuneOutcome:
 
     t = job.experiment.tune
     if t is None:
-        raise GenfoundryError(f"experiment {job.key!r} has no tune section in params.yaml")
+        raise GenfoundryError(
+            f"experiments.{job.key}.tune: expected a search section, got none; add one to params.yaml"
+        )
     scheduler = {
         "name": "ASHA",
         "time_attr": "epoch",
@@ -261,10 +263,13 @@ def tune(job: TuneJob, *, on_event: EventSink | None = None) -> TuneOutcome:
         missing = [tr for tr in trials if tr["status"] != "error" and tr[t.metric] is None]
         if missing:
             raise GenfoundryError(
-                f"tune.metric {t.metric!r} is not among the reported metrics "
-                f"(e.g. loss, val_loss, val_<term of the {job.experiment.family} objective>)"
+                f"experiments.{job.key}.tune.metric: expected a reported metric "
+                f"(e.g. loss, val_loss, val_<term of the {job.experiment.family} objective>), got {t.metric!r}"
             )
-        raise GenfoundryError(f"no trial of {job.key!r} finished: {errors[0] if errors else 'no results'}")
+        raise GenfoundryError(
+            f"experiments.{job.key}.tune: expected at least one finished trial, got none "
+            f"({errors[0] if errors else 'no results'})"
+        )
     best = (min if t.mode == "min" else max)(ok, key=lambda tr: tr[t.metric])
     return TuneOutcome(
         best=best["config"],

@@ -449,7 +449,7 @@ def _sections(entries: list[Entry]) -> list[tuple[str, str, pd.DataFrame]]:
 
 def _check(entries: list[Entry]) -> list[Entry]:
     if not entries:
-        raise ValueError("Expected at least one experiment on the leaderboard, got none")
+        raise ValueError("leaderboard: expected at least one experiment, got none")
     return sorted(entries, key=lambda e: e.experiment)
 
 

@@ -29,7 +29,7 @@ def bundle(
     """
     for name, part in (("eval.json", eval_metrics), ("audit.json", audit), ("registry.json", registry)):
         if not isinstance(part, Mapping):
-            raise ValueError(f"Expected {experiment}'s {name} to hold a JSON object, got {type(part).__name__}")
+            raise ValueError(f"{experiment}'s {name}: expected a JSON object, got {type(part).__name__}")
     pictures = {k: base64.b64encode(v).decode("ascii") for k, v in (figures or {}).items() if k in FIGURES}
     lines = sample_text.splitlines()[:SAMPLE_TEXT_LINES] if sample_text else []
     return {

@@ -42,12 +42,16 @@ def _request(model_input: Any) -> tuple[int, int]:
     """Accept ``{"n": 16, "seed": 0}``, a one-row DataFrame with those columns, or a list of such records."""
     if isinstance(model_input, pd.DataFrame):
         if len(model_input) != 1:
-            raise ValueError(f"Expected one request row with columns n, seed; got {len(model_input)} rows")
+            raise ValueError(
+                f"Sampler.predict: expected one request row with columns n, seed, got {len(model_input)} rows"
+            )
         row = model_input.iloc[0].to_dict()
     elif isinstance(model_input, dict):
         row = {k: (v[0] if isinstance(v, list | np.ndarray) else v) for k, v in model_input.items()}
     elif isinstance(model_input, list) and len(model_input) == 1 and isinstance(model_input[0], dict):
         row = model_input[0]
     else:
-        raise ValueError(f"Expected {{'n': int, 'seed': int}}, got {type(model_input).__name__}")
+        raise ValueError(
+            f"Sampler.predict: expected a request {{'n': int, 'seed': int}}, got {type(model_input).__name__}"
+        )
     return int(row.get("n", 16)), int(row.get("seed", 0))

@@ -104,8 +104,8 @@ def run_epochs(
                 if k.startswith("grad_norm") and not torch.isfinite(v):
                     # grad norms are computed after the all-reduce: every rank stops at this same step.
                     raise DivergenceError(
-                        f"training diverged at epoch {epoch}, step {i}: {k} = {v.item()}; "
-                        "lower train.lr, set train.grad_clip, or change the model's params"
+                        f"train: expected finite gradients, got {k} = {v.item()} at epoch {epoch}, step {i} "
+                        "(training diverged); lower train.lr, set train.grad_clip, or change the model's params"
                     )
                 sums[k] = sums.get(k, torch.zeros((), device=device)) + v.float()
             n += 1
@@ -118,7 +118,8 @@ def run_epochs(
         if bad:
             k, v = next(iter(bad.items()))
             raise DivergenceError(
-                f"training diverged at epoch {epoch}: mean {k} = {v:.4g} (limit train.max_loss = {cfg.max_loss:g}); "
+                f"train: expected finite epoch means with |loss| <= train.max_loss = {cfg.max_loss:g}, "
+                f"got mean {k} = {v:.4g} at epoch {epoch} (training diverged); "
                 "lower train.lr, set train.grad_clip, or change the model's params"
             )
         state.epoch = epoch

@@ -36,17 +36,34 @@ def test_a_search_space_parses():
 @pytest.mark.parametrize(
     ("tune", "expected"),
     [
-        ({"space": {"train.lr": {"loguniform": [1e-2, 1e-4]}}}, "loguniform [0.01, 0.0001]: expected low < high"),
+        (
+            {"space": {"train.lr": {"loguniform": [1e-2, 1e-4]}}},
+            "tune.space.train.lr: expected loguniform [low, high] with low < high, got [0.01, 0.0001]",
+        ),
+        (
+            {"space": {"train.batch_size": {"randint": [64, 32]}}},
+            "tune.space.train.batch_size: expected randint [low, high] with low <= high, got [64, 32]",
+        ),
         ({"space": {"train.lr": {"logunif": [1, 2]}}}, "unknown key 'experiments.EXP.tune.space.train.lr.logunif'"),
         ({"space": {"train.lr": {"choice": [1e-3], "uniform": [0, 1]}}}, "expected exactly one of"),
-        ({"space": {"train.epochs": {"choice": [1, 2]}}}, "'train.epochs' cannot be searched"),
-        ({"space": {"optim.lr": {"choice": [1]}}}, "expected 'train.<key>' or 'model.<key>'"),
+        (
+            {"space": {"train.epochs": {"choice": [1, 2]}}},
+            "experiments.EXP.tune: expected space keys among the tunable train keys",
+        ),
+        (
+            {"space": {"optim.lr": {"choice": [1]}}},
+            "experiments.EXP.tune: expected space keys 'train.<key>' or 'model.<key>', got 'optim.lr'",
+        ),
         ({"space": {"model.widht": {"choice": [8]}}}, "tune.space.model.widht: vae has no hyperparameter 'widht'"),
         ({"space": {"model.width": {"choice": [0, 8]}}}, "choice value 0: 'experiments.EXP.model.width' = 0"),
         ({"space": {"train.lr": {"uniform": [-1, 1]}}}, "uniform value -1.0: 'experiments.EXP.train.lr' = -1.0"),
-        ({"space": {}}, "tune.space is empty"),
+        ({"space": {}}, "experiments.EXP.tune: expected at least one hyperparameter in space, got none; add e.g."),
         ({"space": {"train.lr": {"choice": [0.1]}}, "num_sample": 3}, "unknown key 'experiments.EXP.tune.num_sample'"),
         ({"space": {"train.lr": {"choice": [0.1]}}, "grace_period": 1000}, "grace_period = 1000 exceeds"),
+        (
+            {"space": {"train.lr": {"choice": [0.1]}}, "grace_period": 3, "epochs": 2},
+            "experiments.EXP.tune: expected grace_period <= epochs = 2, got 3",
+        ),
         ({"space": {"train.lr": {"choice": [0.1]}}, "mode": "best"}, "'experiments.EXP.tune.mode' = 'best'"),
     ],
 )

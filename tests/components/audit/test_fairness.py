@@ -16,9 +16,9 @@ def test_shares_include_classes_that_never_appear():
 
 
 def test_shares_reject_labels_out_of_range():
-    with pytest.raises(ValueError, match=r"Expected labels in \[0, 3\), got values in \[0, 3\]"):
+    with pytest.raises(ValueError, match=r"^shares: expected labels in \[0, 3\), got values in \[0, 3\]"):
         shares([0, 3], 3)
-    with pytest.raises(ValueError, match=r"Expected labels in \[0, 2\)"):
+    with pytest.raises(ValueError, match=r"^shares: expected labels in \[0, 2\)"):
         shares([-1, 0], 2)
 
 
@@ -40,9 +40,9 @@ def test_kl_is_finite_when_the_reference_misses_a_class():
 
 
 def test_discrepancy_rejects_non_distributions():
-    with pytest.raises(ValueError, match="Expected p to be a probability vector"):
+    with pytest.raises(ValueError, match="^fairness_discrepancy: expected p to be a probability vector"):
         fairness_discrepancy([0.5, 0.6], [0.5, 0.5])
-    with pytest.raises(ValueError, match="Expected p and q of the same length"):
+    with pytest.raises(ValueError, match="^fairness_discrepancy: expected p and q of the same length"):
         fairness_discrepancy([1.0], [0.5, 0.5])
 
 

@@ -39,7 +39,7 @@ def test_quality_gap_is_zero_ish_for_a_fair_generator_and_one_for_a_one_class_on
 
 
 def test_quality_rejects_mismatched_labels():
-    with pytest.raises(ValueError, match="Expected one label per feature row"):
+    with pytest.raises(ValueError, match="^per_group_quality: expected one label per feature row"):
         per_group_quality(np.zeros((5, 2)), [0] * 4, np.zeros((5, 2)), [0] * 5, NAMES)
 
 

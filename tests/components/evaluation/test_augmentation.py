@@ -31,11 +31,11 @@ def test_extra_real_data_helps_and_wrong_labels_hurt(digits):
 
 def test_bad_inputs_raise(digits):
     x, y = digits
-    with pytest.raises(ValueError, match="Expected at least one generated image and one label per image"):
+    with pytest.raises(ValueError, match="^augmentation_utility: expected at least one generated image and one label"):
         augmentation_utility((x[:20], y[:20]), (x[20:40], y[20:40]), x[40:50], y[40:45], num_classes=10)
-    with pytest.raises(ValueError, match="Expected real and generated images of one size"):
+    with pytest.raises(ValueError, match="^augmentation_utility: expected real and generated images of one size"):
         augmentation_utility((x[:20], y[:20]), (x[20:40], y[20:40]), x[40:50, :, :4], y[40:50], num_classes=10)
-    with pytest.raises(ValueError, match=r"Expected generated labels in \[0, 10\)"):
+    with pytest.raises(ValueError, match=r"^augmentation_utility: expected generated labels in \[0, 10\)"):
         augmentation_utility((x[:20], y[:20]), (x[20:40], y[20:40]), x[40:50], y[40:50] + 10, num_classes=10)
 
 

@@ -52,7 +52,7 @@ def test_interval_covers_the_known_distance_and_fresh_redraws():
 def test_seeded_and_bad_inputs_raise():
     a, b = _gauss(200, 4, seed=7), _gauss(200, 4, shift=1.0, seed=8)
     assert fid_ci(a, b, n_boot=30, seed=1) == fid_ci(a, b, n_boot=30, seed=1)
-    with pytest.raises(ValueError, match="Expected feature sets of one width"):
+    with pytest.raises(ValueError, match="^frechet_distance: expected feature sets of one width"):
         frechet_distance(a, b[:, :3])
-    with pytest.raises(ValueError, match=r"Expected features of shape \(N, D\) with N >= 2"):
+    with pytest.raises(ValueError, match=r"^frechet_distance: expected features of shape \(N, D\) with N >= 2"):
         frechet_distance(a[:1], b)

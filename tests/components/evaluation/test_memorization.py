@@ -105,7 +105,7 @@ def test_text_novelty():
 
 def test_bad_inputs_raise(sets):
     train, test, _, fresh = sets
-    with pytest.raises(ValueError, match="Expected 1 <= n_cells"):
+    with pytest.raises(ValueError, match="^ct_statistic: expected 1 <= n_cells"):
         ct_statistic(train[:3], test, fresh, n_cells=5)
-    with pytest.raises(ValueError, match=r"Expected a non-empty batch"):
+    with pytest.raises(ValueError, match=r"^nn_distances: expected a non-empty batch"):
         nn_distances(np.zeros((0, 3)), train)

@@ -66,5 +66,5 @@ def test_high_quality_radius_is_hq_sigmas():
 
 
 def test_shape_mismatch_raises():
-    with pytest.raises(ValueError, match=r"Expected samples \(N, D\) and means \(K, D\)"):
+    with pytest.raises(ValueError, match=r"^mode_metrics: expected samples \(N, D\) and means \(K, D\)"):
         mode_metrics(np.zeros((4, 3)), RING8_MEANS, RING8_SIGMA)

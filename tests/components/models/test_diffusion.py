@@ -71,7 +71,7 @@ def test_cosine_schedule_matches_nichol_dhariwal_eq17():
 
 
 def test_unknown_schedule_is_a_config_error():
-    with pytest.raises(ConfigError, match="expected schedule"):
+    with pytest.raises(ConfigError, match="^beta_schedule: expected schedule 'linear' or 'cosine', got 'sigmoid'"):
         beta_schedule("sigmoid", 10)
 
 
@@ -187,9 +187,9 @@ def test_ddim_variance_at_eta1_is_the_posterior_variance():
 
 def test_sample_options_are_validated():
     m = image_model()
-    with pytest.raises(ConfigError, match="expected sampler 'ddim' or 'ddpm'"):
+    with pytest.raises(ConfigError, match="^diffusion.sample: expected sampler 'ddim' or 'ddpm', got 'euler'"):
         m.sample(2, sampler="euler")
-    with pytest.raises(ConfigError, match="expected 1 <= sampling steps"):
+    with pytest.raises(ConfigError, match="^diffusion.sample: expected 1 <= steps <= timesteps = 20, got 21"):
         m.sample(2, steps=21)
     with pytest.raises(ConfigError, match="expected options among"):
         m.sample(2, guidance=3.0)

@@ -83,7 +83,7 @@ def test_pack_concatenates_consecutive_samples_along_channels() -> None:
             assert torch.equal(packed[i, 2 * j : 2 * j + 2], x[3 * i + j])
     pts = torch.arange(10.0).view(5, 2)
     assert torch.equal(pack_samples(pts, 2), torch.tensor([[0.0, 1, 2, 3], [4, 5, 6, 7]]))
-    with pytest.raises(DataError, match="at least pack=4"):
+    with pytest.raises(DataError, match="^gan: expected a batch of at least model.pack = 4 samples, got 3"):
         pack_samples(pts[:3], 4)
 
 
@@ -203,7 +203,7 @@ def test_config_and_build_errors() -> None:
         Config(loss="lsgan")
     with pytest.raises(ValidationError):
         Config(packing=2)
-    with pytest.raises(ConfigError, match="Expected an 'image' or 'points' dataset"):
+    with pytest.raises(ConfigError, match=r"^gan: expected an 'image' or 'points' dataset, got kind 'text' \(t\)"):
         build(Config(), DataSpec(name="t", kind="text", shape=(12,)))
     with pytest.raises(ConfigError, match="H, W >= 4"):
         build(Config(), image_spec(1, 2, 2))

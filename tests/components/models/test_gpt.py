@@ -79,13 +79,13 @@ def test_sample_is_seeded_and_respects_options():
     a = model.sample(8, generator=torch.Generator().manual_seed(1), temperature=0.8, top_k=3)
     b = model.sample(8, generator=torch.Generator().manual_seed(1), temperature=0.8, top_k=3)
     assert a == b and len(a) == 8 and all(len(s) <= SPEC.shape[0] and set(s) <= set(SPEC.vocab) for s in a)
-    with pytest.raises(ConfigError, match="temperature > 0"):
+    with pytest.raises(ConfigError, match="^gpt.sample: expected temperature > 0, got 0.0"):
         model.sample(2, temperature=0.0)
 
 
 def test_registry_builds_and_rejects_non_text():
     assert build_model("gpt", TINY, SPEC).net.block_size == SPEC.shape[0] + 1
-    with pytest.raises(ConfigError, match="expected a text dataset"):
+    with pytest.raises(ConfigError, match="^gpt: expected a text dataset, got 'image' dataset 'd'"):
         build_model("gpt", TINY, DataSpec(name="d", kind="image", shape=(1, 8, 8), levels=17))
-    with pytest.raises(ConfigError, match="divisible"):
+    with pytest.raises(ConfigError, match="^model.n_embd: expected a multiple of model.n_head = 3, got"):
         build_model("gpt", {**TINY, "n_head": 3}, SPEC)

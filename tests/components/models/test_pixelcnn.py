@@ -126,5 +126,5 @@ def test_build_validates_levels_and_kind():
         build_model("pixelcnn", {**TINY, "levels": 32}, SPEC)
     with pytest.raises(ConfigError, match="odd"):
         build_model("pixelcnn", {**TINY, "kernel_size": 4}, SPEC)
-    with pytest.raises(ConfigError, match="expected an image dataset"):
+    with pytest.raises(ConfigError, match="^pixelcnn: expected an image dataset, got 'text' dataset 'n'"):
         build_model("pixelcnn", TINY, DataSpec(name="n", kind="text", shape=(5,), vocab=("a",)))

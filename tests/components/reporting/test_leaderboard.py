@@ -96,7 +96,7 @@ def test_bundle_keeps_the_sample_grid_and_the_first_lines_of_text():
                sample_text="\n".join(f"s{i}" for i in range(100)))  # fmt: skip
     assert list(b["figures"]) == ["samples"] and base64.b64decode(b["figures"]["samples"]) == PNG
     assert b["sample_text"][:2] == ["s0", "s1"] and len(b["sample_text"]) == 24
-    with pytest.raises(ValueError, match="Expected x's audit.json to hold a JSON object, got list"):
+    with pytest.raises(ValueError, match="^x's audit.json: expected a JSON object, got list"):
         bundle("x", {}, [], {})
 
 
@@ -169,5 +169,5 @@ def test_markdown_cells_escape_pipes_and_empty_boards_raise():
     import pandas as pd
 
     assert markdown_table(pd.DataFrame({"a": ["x|y"]})) == "| a |\n|---|\n| x\\|y |"
-    with pytest.raises(ValueError, match="Expected at least one experiment on the leaderboard, got none"):
+    with pytest.raises(ValueError, match="^leaderboard: expected at least one experiment, got none"):
         leaderboard_markdown([])

@@ -38,7 +38,10 @@ def test_nan_loss_stops_the_run_loudly(digits_root):
     model = build_model("vae", {"latent_dim": 4, "width": 8}, spec)
     with torch.no_grad():
         model.decoder.fc.bias.fill_(float("nan"))
-    with pytest.raises(DivergenceError, match=r"diverged at epoch 1, step 0: grad_norm = nan"):
+    with pytest.raises(
+        DivergenceError,
+        match=r"^train: expected finite gradients, got grad_norm = nan at epoch 1, step 0 \(training diverged\)",
+    ):
         fit(model, data, TrainConfig(epochs=2, batch_size=64, lr=1e-3))
 
 

@@ -80,7 +80,7 @@ def test_divergence_stops_the_run_and_tells_the_log(digits_root, tmp_path):
     log = RecordingLog()
     with pytest.raises(DivergenceError, match="max_loss"):
         train(_job(digits_root, tmp_path, log=log, max_loss=1.0))
-    assert log.calls[-1][0] == "fail" and "diverged at epoch 1" in log.calls[-1][1]
+    assert log.calls[-1][0] == "fail" and "at epoch 1 (training diverged)" in log.calls[-1][1]
 
 
 def test_two_d_data_get_the_mode_probe_each_epoch(tmp_path):
