@@ -33,9 +33,12 @@ class DatasetConfig(Strict):
     """One dataset of ``prepare.datasets``; the limits below bound what a user source accepts (see the
     source functions in ``components.data``). Setting a limit on a source it does not apply to is refused."""
 
-    source: Literal["digits", "mnist5k", "imagefolder", "npz", "ring8", "grid25", "names", "textfile"]
+    source: Literal[
+        "digits", "mnist5k", "imagefolder", "npz", "ring8", "grid25", "names", "textfile", "notes", "audiofolder"
+    ]
     path: str | None = Field(
-        None, description="file or folder for user sources (imagefolder, npz, textfile), relative to the project"
+        None,
+        description="user sources (imagefolder, npz, textfile, audiofolder): a file or folder, relative to the project",
     )
     n_samples: PositiveInt | None = Field(None, description="samples to draw (synthetic sources)")
     follow_symlinks: bool = Field(
@@ -47,17 +50,25 @@ class DatasetConfig(Strict):
     max_classes: PositiveInt = Field(1000, description="imagefolder / npz: most classes (class folders, label ids)")
     min_unique: PositiveInt = Field(10, description="textfile: fewest distinct lines")
     max_line_chars: PositiveInt = Field(256, description="textfile: most characters in one line")
+    n_per_class: PositiveInt = Field(84, description="notes: clips per pitch class (12 classes, 4 timbres)")
+    sample_rate: PositiveInt = Field(8000, description="notes / audiofolder: samples per second (WAVs resampled)")
+    seconds: PositiveFloat = Field(0.5, description="notes / audiofolder: clip length (longer WAVs are cut)")
+    mono: bool = Field(True, description="audiofolder: refuse stereo files (false: keep their channels)")
 
     @model_validator(mode="after")
     def _path_for_user_sources(self) -> DatasetConfig:
-        if self.source in ("imagefolder", "npz", "textfile") and not self.path:
+        if self.source in ("imagefolder", "npz", "textfile", "audiofolder") and not self.path:
             raise ValueError(f"source {self.source!r} needs a 'path' (a file or folder of yours)")
         applies = {
-            "follow_symlinks": ("imagefolder", "npz", "textfile"),
+            "follow_symlinks": ("imagefolder", "npz", "textfile", "audiofolder"),
             "max_pixels": ("imagefolder",),
-            "max_classes": ("imagefolder", "npz"),
+            "max_classes": ("imagefolder", "npz", "audiofolder"),
             "min_unique": ("textfile",),
             "max_line_chars": ("textfile",),
+            "n_per_class": ("notes",),
+            "sample_rate": ("notes", "audiofolder"),
+            "seconds": ("notes", "audiofolder"),
+            "mono": ("audiofolder",),
         }
         for key in sorted(self.model_fields_set & applies.keys()):
             if self.source not in applies[key]:

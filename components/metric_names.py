@@ -24,6 +24,7 @@ REPORTED: dict[str, frozenset[str]] = {
         }
     ),
     "points": frozenset({"modes_captured", "pct_high_quality", "reverse_kl", "samples_per_s"}),
+    "audio": frozenset({"clear_pitch_share", "pitch_modes_covered", "pitch_kl_to_data", "samples_per_s"}),
     "text": frozenset(
         {
             "test_nll_nats_per_char",

@@ -51,7 +51,7 @@ def error_line(message: object, *, label: str = "error") -> None:
 
 def _tracking_store_error(e: BaseException) -> bool:
     """An error raised by MLflow or its database layer (an unreachable server, a corrupt ``mlflow.db``)."""
-    return type(e).__module__.split(".")[0] in ("mlflow", "sqlalchemy", "alembic")
+    return type(e).__module__.split(".")[0] in ("mlflow", "sqlalchemy", "alembic", "sqlite3")
 
 
 def stage(fn: F) -> F:

@@ -29,7 +29,7 @@ def main(experiment: str = EXPERIMENT) -> None:
     labels = read_json(eval_dir(experiment) / "labels.json")
     _, y_train = load_split(DATA, exp.dataset, "train")
     kind = load_spec(DATA, exp.dataset).kind
-    attribute = {"image": "class", "points": "mode", "text": "gender"}[kind]
+    attribute = {"image": "class", "points": "mode", "text": "gender", "audio": "pitch class"}[kind]
     groups = None
     if kind == "image":
         groups = image_groups(exp.dataset, labels, eval_dir(experiment))

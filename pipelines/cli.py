@@ -165,7 +165,9 @@ def sample(
     model: str = typer.Option(..., "--model", "-m", help="registered model: NAME@ALIAS, NAME/VERSION or models:/ URI"),
     n: int = typer.Option(16, "-n", min=1, help="number of samples (at most 10,000)"),
     seed: int = typer.Option(0, help="random seed"),
-    out: Path | None = typer.Option(None, "-o", "--out", help="PNG for images/points (text is printed)"),
+    out: Path | None = typer.Option(
+        None, "-o", "--out", help="PNG for images/points; .wav file or folder for audio (text is printed)"
+    ),
     steps: int | None = typer.Option(None, help="sampling steps (diffusion)"),
     sampler: str | None = typer.Option(None, help="sampler name (diffusion: ddim or ddpm)"),
     eta: float | None = typer.Option(None, help="DDIM eta (diffusion)"),
@@ -188,11 +190,35 @@ def sample(
             typer.echo(s)
         return
     arr = np.asarray(result)
+    if loaded.model.spec.kind == "audio":
+        files = _write_clips(arr, out, int(loaded.model.spec.extras["sample_rate"]))
+        console.print(f"wrote {len(arr)} clips from {model}: {', '.join(str(f) for f in files[:4])}"
+                      f"{' ...' if len(files) > 4 else ''}")  # fmt: skip
+        return
     if out is None:
         raise GenfoundryError("images and points need an output file: pass -o samples.png")
     img = image_grid(arr) if arr.ndim == 4 else scatter_plot(arr)
     save_png(img, out)
     console.print(f"wrote {len(arr)} samples from {model} to {out}")
+
+
+def _write_clips(clips: Any, out: Path | None, sample_rate: int) -> list[Path]:
+    """Audio samples as 16-bit WAV files: ``-o clip.wav`` (one clip; several: clip_0.wav, clip_1.wav, ...) or
+    ``-o folder/`` (sample_0.wav, ...)."""
+    from components.data.audio import write_wav
+
+    if out is None:
+        raise GenfoundryError("audio needs an output: pass -o clip.wav or -o a_folder/")
+    if out.suffix.lower() == ".wav":
+        files = [out] if len(clips) == 1 else [out.with_name(f"{out.stem}_{i}.wav") for i in range(len(clips))]
+    elif out.suffix:
+        raise GenfoundryError(f"-o: expected a .wav file or a folder for audio, got {str(out)!r}")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        files = [out / f"sample_{i}.wav" for i in range(len(clips))]
+    for f, clip in zip(files, clips, strict=True):
+        write_wav(f, clip, sample_rate)
+    return files
 
 
 MASKS = ("bottom", "center", "right")

@@ -46,6 +46,10 @@ def main(experiment: str = EXPERIMENT) -> None:
         )
     elif spec.kind == "points":
         result = harness.evaluate_points(model, spec, train=train, cfg=exp.evaluate)
+    elif spec.kind == "audio":
+        from components.evaluation.audio_harness import evaluate_audio
+
+        result = evaluate_audio(model, spec, train=train, test=test, cfg=exp.evaluate)
     else:
         from components.evaluation.text_harness import evaluate_text
 
@@ -62,6 +66,11 @@ def main(experiment: str = EXPERIMENT) -> None:
         write_json(tmp / "labels.json", {"labels": result.labels, "class_names": list(spec.class_names)})
         if spec.kind == "image":  # the audit's per-group quality and memorization read the samples
             np.savez_compressed(tmp / SAMPLES, x=np.asarray(result.samples, dtype=np.float32))
+        if spec.kind == "audio":  # a few samples to listen to (and MLflow artifacts, below)
+            from components.data.audio import write_wav
+
+            for i, clip in enumerate(np.asarray(result.samples)[:WAV_SAMPLES]):
+                write_wav(tmp / f"sample_{i}.wav", clip, int(spec.extras["sample_rate"]))
     write_json(report_file(experiment, EVAL_DETAILS), result.metrics)
     write_json(report_file(experiment, EVAL), headline(result.metrics, nested=HEADLINE_NESTED))
 
@@ -95,6 +104,7 @@ HEADLINE_NESTED = (
     "memorization.authenticity",
     "protocol.n_generated",
 )
+WAV_SAMPLES = 8  # audio: samples written as WAV files beside the spectrograms
 _PRINTED = {
     "fid",
     "fid_floor_train_vs_test",
@@ -106,6 +116,8 @@ _PRINTED = {
     "reverse_kl",
     "test_nll_nats_per_char",
     "test_nll_bits_per_dim",
+    "clear_pitch_share",
+    "test_nll_bits_per_sample",
 }
 
 

@@ -49,6 +49,7 @@ def summary(experiment: str = EXPERIMENT) -> None:
         parts[name] = read_json(path)
     figures = {p.stem: p.read_bytes() for p in sorted(eval_dir(experiment).glob("*.png"))}
     text = eval_dir(experiment) / "samples.txt"
+    audio = {p.stem: p.read_bytes() for p in sorted(eval_dir(experiment).glob("sample_*.wav"))}
     try:
         summary = bundle(
             experiment,
@@ -57,6 +58,7 @@ def summary(experiment: str = EXPERIMENT) -> None:
             parts["registry.json"],
             figures=figures,
             sample_text=text.read_text() if text.exists() else None,
+            audio=audio,
         )
     except ValueError as e:
         raise GenfoundryError(f"{e}; rerun its stages (`dvc repro -f evaluate@{experiment}`)") from None

@@ -34,6 +34,8 @@ SOURCES: dict[str, str] = {
     "grid25": "components.data.mixtures:load_grid25",
     "names": "components.data.text:load_names",
     "textfile": "components.data.text:load_textfile",
+    "notes": "components.data.audio:load_notes",
+    "audiofolder": "components.data.audio:load_audiofolder",
 }
 SPLITS = ("train", "val", "test")
 
@@ -132,13 +134,19 @@ def prepare_dataset(name: str, raw: RawData, out_dir: str | Path, *, val: float,
         levels=raw.levels,
         vocab=raw.vocab,
         extras=raw.extras,
+        attributes={k: tuple(names) for k, (_, names) in raw.attributes.items()},
     )
+    attrs = {f"attr_{k}": np.asarray(ids, dtype=np.int64) for k, (ids, _) in raw.attributes.items()}
+    for k, a in attrs.items():
+        if a.shape != (len(x),):
+            raise DataError(f"{name}: attribute {k[5:]!r}: expected shape ({len(x)},), got {a.shape}")
     manifest: dict[str, Any] = {"spec": spec.to_dict(), "seed": seed, "split": {"val": val, "test": test}}
     splits = {}
     for s in SPLITS:
         xs, ys = x[idx[s]], y[idx[s]]
         counts = np.bincount(ys[ys >= 0], minlength=len(raw.class_names)).tolist() if raw.class_names else []
-        splits[s] = {"n": int(len(xs)), "class_counts": counts, "sha256": sha256_arrays(xs, ys)}
+        attr_s = [a[idx[s]] for a in attrs.values()]  # none for datasets without attributes: hashes as before
+        splits[s] = {"n": int(len(xs)), "class_counts": counts, "sha256": sha256_arrays(xs, ys, *attr_s)}
         if raw.kind != "text":
             splits[s]["range"] = [float(xs.min()), float(xs.max())] if len(xs) else None
     manifest["splits"] = splits
@@ -146,9 +154,18 @@ def prepare_dataset(name: str, raw: RawData, out_dir: str | Path, *, val: float,
     with atomic_path(Path(out_dir) / name) as tmp:
         tmp.mkdir()
         for s in SPLITS:
-            np.savez(tmp / f"{s}.npz", x=x[idx[s]], y=y[idx[s]])
+            np.savez(tmp / f"{s}.npz", x=x[idx[s]], y=y[idx[s]], **{k: a[idx[s]] for k, a in attrs.items()})
         write_json(tmp / "manifest.json", manifest)
     return manifest
+
+
+def load_attributes(root: str | Path, name: str, split: str) -> dict[str, np.ndarray]:
+    """The per-sample attributes (``DataSpec.attributes``) of one split: name -> int64 (N,) ids."""
+    path = Path(root) / name / f"{split}.npz"
+    if not path.exists():
+        raise DataError(f"dataset {name!r} is not prepared ({path} missing); run `dvc repro prepare` first")
+    with np.load(path, allow_pickle=False) as z:
+        return {k[5:]: z[k] for k in z.files if k.startswith("attr_")}
 
 
 def load_manifest(root: str | Path, name: str) -> dict:

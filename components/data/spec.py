@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-Kind = Literal["image", "points", "text"]
+Kind = Literal["image", "points", "text", "audio"]
 #: what each dataset source yields (an npz holds images (N, H, W) / (N, C, H, W) or points (N, D))
 SOURCE_KINDS: dict[str, tuple[Kind, ...]] = {
     "digits": ("image",),
@@ -18,6 +18,8 @@ SOURCE_KINDS: dict[str, tuple[Kind, ...]] = {
     "grid25": ("points",),
     "names": ("text",),
     "textfile": ("text",),
+    "notes": ("audio",),
+    "audiofolder": ("audio",),
 }
 
 
@@ -29,7 +31,10 @@ class DataSpec:
     - points: ``x`` is float32 (N, D).
     - text: ``x`` is a unicode array of strings; ``vocab`` lists the characters (token ids start after the
       special tokens, see ``components.data.text``).
-    ``labels`` are the attribute the audit uses (class, mode, gender); ``class_names[i]`` names label ``i``.
+    - audio: ``x`` is float32 (N, C, T) waveforms in [-1, 1] (C = 1: mono) at ``extras["sample_rate"]``.
+    ``labels`` are the attribute the audit uses (class, mode, gender, pitch class); ``class_names[i]`` names label
+    ``i``. ``attributes`` names further per-sample labels saved beside ``y`` (the notes' ``timbre``): attribute ->
+    the names of its values.
     """
 
     name: str
@@ -39,6 +44,7 @@ class DataSpec:
     levels: int | None = None
     vocab: tuple[str, ...] = ()
     extras: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -49,6 +55,10 @@ class DataSpec:
         d["shape"] = list(self.shape)
         d["class_names"] = list(self.class_names)
         d["vocab"] = list(self.vocab)
+        if self.attributes:
+            d["attributes"] = {k: list(v) for k, v in self.attributes.items()}
+        else:  # datasets without attributes keep the manifest they always had
+            d.pop("attributes")
         return d
 
     @classmethod
@@ -61,12 +71,14 @@ class DataSpec:
             levels=d.get("levels"),
             vocab=tuple(d.get("vocab", ())),
             extras=dict(d.get("extras", {})),
+            attributes={k: tuple(v) for k, v in d.get("attributes", {}).items()},
         )
 
 
 @dataclass
 class RawData:
-    """A dataset as a source loads it, before splitting: ``x`` and optional labels ``y`` (int64, -1 = none)."""
+    """A dataset as a source loads it, before splitting: ``x`` and optional labels ``y`` (int64, -1 = none);
+    ``attributes``: further per-sample labels, name -> (int64 (N,) ids, the names of the ids)."""
 
     x: np.ndarray
     y: np.ndarray | None
@@ -75,3 +87,4 @@ class RawData:
     levels: int | None = None
     vocab: tuple[str, ...] = ()
     extras: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, tuple[np.ndarray, tuple[str, ...]]] = field(default_factory=dict)

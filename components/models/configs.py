@@ -100,3 +100,22 @@ class DiffusionConfig(FamilyConfig):
         if self.sampling_steps > self.timesteps:
             raise ValueError(f"expected sampling_steps <= timesteps = {self.timesteps}, got {self.sampling_steps}")
         return self
+
+
+WaveNetSampler = Literal["cached", "naive"]
+
+
+class WaveNetConfig(FamilyConfig):
+    """Hyperparameters of the WaveNet family (arXiv 1609.03499); the receptive field is
+    ``dilation_cycles × (2^layers_per_cycle − 1) × (kernel_size − 1) + 1`` samples."""
+
+    residual_channels: PositiveInt = Field(32, description="channels of the residual stream (and of each gate)")
+    skip_channels: PositiveInt = Field(64, description="channels of the skip connections and the output head")
+    dilation_cycles: PositiveInt = Field(2, description="stacks of dilated layers (dilations 1, 2, 4, ... each)")
+    layers_per_cycle: int = Field(8, ge=1, le=16, description="layers per stack: dilations 1 .. 2^(layers - 1)")
+    kernel_size: int = Field(2, ge=2, le=8, description="taps of each causal dilated convolution")
+    mu: int = Field(255, ge=1, le=1023, description="mu-law companding: a softmax over mu + 1 levels")
+    conditional: bool = Field(False, description="global conditioning on the class label (§2.5)")
+    # sampling defaults (evaluate.sampler and sample(**options) override them)
+    sampler: WaveNetSampler = Field("cached", description="cached: Fast WaveNet queues; naive: recompute")
+    temperature: PositiveFloat = Field(1.0, description="softmax temperature of each sample's draw")

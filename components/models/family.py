@@ -23,6 +23,7 @@ from components.models.configs import (
     GPTConfig,
     PixelCNNConfig,
     VAEConfig,
+    WaveNetConfig,
 )
 
 if TYPE_CHECKING:
@@ -134,6 +135,19 @@ FAMILIES: dict[str, Family] = {
                 ),
             ),
             capabilities=(Inpaints,),
+        ),
+        Family(
+            "wavenet",
+            WaveNetConfig,
+            "components.models.wavenet",
+            likelihood=(
+                Likelihood(
+                    "test_nll_bits_per_sample",
+                    "bits/sample",
+                    "exact",
+                    "categorical over mu + 1 = 256 mu-law levels per audio sample, in time order",
+                ),
+            ),
         ),
     )
 }

@@ -9,8 +9,9 @@ import base64
 from collections.abc import Mapping
 from typing import Any
 
-FIGURES = ("samples",)  # eval pictures embedded in the HTML (the others stay in reports/<exp>/eval/)
+FIGURES = ("samples", "spectrograms")  # eval pictures embedded in the HTML (the others stay in reports/<exp>/eval/)
 SAMPLE_TEXT_LINES = 24
+AUDIO_CLIPS = 4  # audio: WAV samples embedded in the HTML as <audio> players
 
 
 def bundle(
@@ -21,11 +22,13 @@ def bundle(
     *,
     figures: Mapping[str, bytes] | None = None,
     sample_text: str | None = None,
+    audio: Mapping[str, bytes] | None = None,
 ) -> dict[str, Any]:
     """One experiment's reports as one JSON-able dict (the ``summary@EXP`` stage's output).
 
     ``figures`` maps eval picture names to PNG bytes (only :data:`FIGURES` are kept, base64-encoded);
-    ``sample_text`` is the text of ``samples.txt`` (its first lines are kept).
+    ``sample_text`` is the text of ``samples.txt`` (its first lines are kept); ``audio`` maps WAV sample names
+    to their bytes (the first :data:`AUDIO_CLIPS`, base64-encoded).
     """
     for name, part in (("eval.json", eval_metrics), ("audit.json", audit), ("registry.json", registry)):
         if not isinstance(part, Mapping):
@@ -39,4 +42,5 @@ def bundle(
         "registry": dict(registry),
         "figures": pictures,
         "sample_text": lines,
+        "audio": {k: base64.b64encode(v).decode("ascii") for k, v in sorted((audio or {}).items())[:AUDIO_CLIPS]},
     }

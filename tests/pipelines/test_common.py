@@ -26,16 +26,15 @@ def test_an_error_is_one_literal_line_not_rich_markup(capsys):
 
 
 def test_a_corrupt_mlflow_db_is_one_line(tmp_path, monkeypatch, capsys):
-    from components.tracking import runs
+    from mlflow.tracking import MlflowClient
 
     db = tmp_path / "mlflow.db"
     db.write_bytes(b"this is not an sqlite database" * 100)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
 
     @stage
-    def uses_mlflow():
-        c = runs.client(tmp_path)
-        runs.ensure_experiment(c, "x", tmp_path)
+    def uses_mlflow():  # a client of its own: runs.client() would leave the broken store as MLflow's global URI
+        MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
 
     with pytest.raises(SystemExit) as e:
         uses_mlflow()

@@ -50,6 +50,9 @@ def _params() -> dict:
             "model": {"latent_dim": 4, "width": 8},
             # batch 16: ~80 steps an epoch, so an epoch lasts long enough to interrupt the run between two
             "train": {"epochs": EPOCHS, "batch_size": 16, "lr": 0.003, "num_workers": 1, "max_failures": 0},
+            "evaluate": {},  # the validate stage checks every section dvc.yaml tracks; these take the defaults
+            "audit": {},
+            "selection": {},
         }
     }
     return p

@@ -117,7 +117,7 @@ def test_a_limit_set_on_a_source_it_does_not_apply_to_is_refused(source, key, va
         parse_params(_with_dataset("mine", ds))
 
 
-@pytest.mark.parametrize("source", ["imagefolder", "npz", "textfile"])
+@pytest.mark.parametrize("source", ["imagefolder", "npz", "textfile", "notes", "audiofolder"])
 def test_the_config_defaults_are_the_source_defaults(source):
     fn = get_source(source)
     sig = inspect.signature(fn).parameters

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from components.data.audio import mu_law_decode
 from components.data.spec import DataSpec
 from components.data.text import encode
 from components.errors import ConfigError
@@ -26,6 +27,7 @@ from components.models.store import load_trained, save_trained
 
 IMAGE = DataSpec(name="img", kind="image", shape=(1, 8, 8), class_names=tuple("ab"), levels=17)
 TEXT = DataSpec(name="txt", kind="text", shape=(6,), vocab=tuple("abcdef"))
+AUDIO = DataSpec(name="aud", kind="audio", shape=(1, 32), class_names=tuple("ab"), extras={"sample_rate": 8000})
 #: the smallest model of each family, on a dataset kind it supports
 TINY: dict[str, tuple[dict, DataSpec]] = {
     "vae": ({"latent_dim": 2, "width": 4}, IMAGE),
@@ -33,6 +35,7 @@ TINY: dict[str, tuple[dict, DataSpec]] = {
     "pixelcnn": ({"dim": 8, "n_layers": 2, "kernel_size": 3, "head_dim": 8}, IMAGE),
     "gpt": ({"n_layer": 1, "n_head": 2, "n_embd": 8}, TEXT),
     "diffusion": ({"dim": 8, "dim_mults": [1], "attn": False, "timesteps": 10, "sampling_steps": 4}, IMAGE),
+    "wavenet": ({"residual_channels": 8, "skip_channels": 8, "dilation_cycles": 1, "layers_per_cycle": 2}, AUDIO),
 }
 
 
@@ -45,6 +48,9 @@ def _batch(spec: DataSpec, n: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     if spec.kind == "text":
         names = ["abc", "fed", "a", "bcdef"][:n]
         return torch.from_numpy(encode(names, spec)), torch.zeros(len(names), dtype=torch.long)
+    if spec.kind == "audio":  # waveforms in [-1, 1] on the mu-law levels
+        levels = torch.randint(0, 256, (n, *spec.shape), generator=g)
+        return mu_law_decode(levels).float(), torch.randint(0, spec.num_classes, (n,), generator=g)
     levels = spec.levels or 256
     x = torch.randint(0, levels, (n, *spec.shape), generator=g).float() / (levels - 1)
     return x, torch.randint(0, max(1, spec.num_classes), (n,), generator=g)
@@ -73,7 +79,7 @@ def test_samples_have_the_data_shape_and_range(family):
         assert all(len(s) <= spec.shape[0] and set(s) <= set(spec.vocab) for s in x)
     else:
         assert tuple(x.shape) == (3, *spec.shape) and torch.isfinite(x).all()
-        assert x.min() >= 0 and x.max() <= 1
+        assert x.min() >= (-1 if spec.kind == "audio" else 0) and x.max() <= 1
 
 
 def test_the_same_seed_draws_the_same_samples(family):

@@ -171,3 +171,26 @@ def test_markdown_cells_escape_pipes_and_empty_boards_raise():
     assert markdown_table(pd.DataFrame({"a": ["x|y"]})) == "| a |\n|---|\n| x\\|y |"
     with pytest.raises(ValueError, match="^leaderboard: expected at least one experiment, got none"):
         leaderboard_markdown([])
+
+
+def test_an_audio_experiment_gets_its_table_spectrograms_and_players():
+    wav = b"RIFF....WAVEfmt fake"
+    audio = _entry(
+        "wavenet_notes",
+        "wavenet",
+        {"clear_pitch_share": 0.93, "real_clear_pitch_share": 0.99, "pitch_modes_covered": 12,
+         "pitch_kl_to_data": 0.02, "real_pitch_kl_to_data": 0.001, "test_nll_bits_per_sample": 2.1,
+         "unigram_nll_bits_per_sample": 6.8, "lpc_nll_bits_per_sample": 3.9, "protocol": {"seed": 0}},
+        figures={"spectrograms": PNG},
+        audio={f"sample_{i}": wav for i in range(6)},
+        selection=("test_nll_bits_per_sample", "min"),
+    )  # fmt: skip
+    assert audio.kind == "audio" and len(audio.audio) == 4  # the first AUDIO_CLIPS clips
+    md = leaderboard_markdown([audio])
+    assert "## Audio" in md and "| wavenet_notes | 0.93 (real 0.99) | 12/12 |" in md
+    assert "![wavenet_notes spectrograms](wavenet_notes/eval/spectrograms.png)" in md
+    assert "[wavenet_notes sample_0.wav](wavenet_notes/eval/sample_0.wav)" in md
+    assert "| wavenet_notes | wavenet | mnist5k | test_nll_bits_per_sample | 2.1 | bits/sample | exact |" in md
+    page = leaderboard_html([audio])
+    assert page.count('<audio controls src="data:audio/wav;base64,') == 4
+    assert base64.b64encode(wav).decode() in page

@@ -14,6 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from components.data import load_spec
+from components.data.audio import read_wav
+from components.data.spec import DataSpec
 from components.errors import GenfoundryError
 from components.models import build_model
 from components.models.store import save_trained
@@ -55,6 +57,18 @@ def registry_store(tmp_path_factory, mlflow_db, digits_root):
         example_output=np.zeros((4, 1, 8, 8), np.float32),
         tags={},
         description="a genfoundry sampler",
+    )
+    audio = DataSpec(name="notes", kind="audio", shape=(1, 64), class_names=("C", "D"), extras={"sample_rate": 8000})
+    wcfg = {"residual_channels": 4, "skip_channels": 4, "dilation_cycles": 1, "layers_per_cycle": 2}
+    save_trained(d / "wn", build_model("wavenet", wcfg, audio), {"family": "wavenet", "model": wcfg})
+    publish.log_sampler(
+        run_id=runs.find_or_create_run(c, exp, "audio", run_name="audio", tags={}),
+        model_dir=d / "wn",
+        name="gf-load-wavenet",
+        sample_params={"sampler": "cached", "temperature": 1.0},
+        example_output=np.zeros((4, 1, 64), np.float32),
+        tags={},
+        description="a genfoundry audio sampler",
     )
     with mlflow.start_run(experiment_id=exp):
         mlflow.pyfunc.log_model(name="m", python_model=Evil(), registered_model_name="gf-evil")
@@ -121,3 +135,23 @@ def test_model_uris():
     assert model_uri("a@champion") == "models:/a@champion" and model_uri("runs:/x/m") == "runs:/x/m"
     with pytest.raises(GenfoundryError, match="expected a registered model"):
         model_uri("file:///tmp/m")
+
+
+def test_audio_samples_become_wav_files(registry_store, monkeypatch, tmp_path):
+    from pipelines import cli
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry_store)
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli.app, ["sample", "-m", "gf-load-wavenet/1", "-n", "3", "-o", "clip.wav"])
+    assert r.exit_code == 0, r.output
+    files = sorted(p.name for p in tmp_path.glob("*.wav"))
+    assert files == ["clip_0.wav", "clip_1.wav", "clip_2.wav"]
+    x, rate, width = read_wav(tmp_path / "clip_1.wav")
+    assert rate == 8000 and width == 16 and x.shape[-1] == 64
+    r = CliRunner().invoke(cli.app, ["sample", "-m", "gf-load-wavenet/1", "-n", "2", "-o", "clips"])
+    assert r.exit_code == 0 and sorted(p.name for p in (tmp_path / "clips").iterdir()) == [
+        "sample_0.wav",
+        "sample_1.wav",
+    ]
+    r = CliRunner().invoke(cli.app, ["sample", "-m", "gf-load-wavenet/1", "-n", "1", "-o", "clip.png"])
+    assert r.exit_code == 2 and "-o: expected a .wav file or a folder for audio" in r.output
