@@ -10,7 +10,9 @@
 :func:`prdc` follows the authors' ``prdc.compute_prdc`` exactly (the k-th neighbour counts the point
 itself at distance 0; strict ``<``, so points repeated more than k times have radius 0 and cover nothing)
 and matches its values to round-off, without ever building an N×M distance matrix: rows are processed
-``chunk_size`` at a time, so memory is O(chunk_size × max(N, M)) instead of O(N² + M² + NM).
+``chunk_size`` at a time, so memory is O(chunk_size × max(N, M)) instead of O(N² + M² + NM). Exact ties
+(integer, quantised or repeated features) are decided exactly: radii are direct distances, and a pair whose
+expanded distance is within round-off of a radius is decided on its direct distance ``sum((a − b)²)``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,18 @@ CPU_CHUNK_SIZE, GPU_CHUNK_SIZE = 128, 1024
 Features = np.ndarray | Tensor
 
 
+def _float64_pair(a: Features, b: Features, *, where: str) -> tuple[Tensor, Tensor, torch.dtype]:
+    """Both sets as 2-D float64 tensors on ``a``'s device, and the default compute dtype (see below)."""
+    ta, tb = (x.detach() if isinstance(x, Tensor) else torch.from_numpy(np.asarray(x)) for x in (a, b))
+    for t in (ta, tb):
+        if t.ndim != 2:
+            raise ValueError(f"{where}: expected features of shape (N, D), got {tuple(t.shape)}")
+    if ta.shape[1] != tb.shape[1]:
+        raise ValueError(f"{where}: expected feature sets of one size, got {ta.shape[1]} and {tb.shape[1]}")
+    default = torch.float64 if torch.float64 in (ta.dtype, tb.dtype) else torch.float32
+    return ta.to(torch.float64), tb.to(device=ta.device, dtype=torch.float64), default
+
+
 def _centred_pair(a: Features, b: Features, dtype: torch.dtype | None) -> tuple[Tensor, Tensor]:
     """Both sets as 2-D tensors on ``a``'s device, minus ``a``'s mean, in ``dtype``.
 
@@ -36,37 +50,35 @@ def _centred_pair(a: Features, b: Features, dtype: torch.dtype | None) -> tuple[
     float32 distances for float32 features). Distances do not change under a shift, but the expansion
     ‖a‖² − 2a·b + ‖b‖² loses digits when the norms dwarf the distances: centring keeps float32 accurate.
     """
-    ta, tb = (x.detach() if isinstance(x, Tensor) else torch.from_numpy(np.asarray(x)) for x in (a, b))
-    for t in (ta, tb):
-        if t.ndim != 2:
-            raise ValueError(f"Expected features of shape (N, D), got {tuple(t.shape)}")
-    if ta.shape[1] != tb.shape[1]:
-        raise ValueError(f"Expected feature sets of one size, got {ta.shape[1]} and {tb.shape[1]}")
-    if dtype is None:
-        dtype = torch.float64 if torch.float64 in (ta.dtype, tb.dtype) else torch.float32
-    ta, tb = ta.to(torch.float64), tb.to(device=ta.device, dtype=torch.float64)
+    ta, tb, default = _float64_pair(a, b, where="knn")
     mu = ta.mean(dim=0)  # (D,)
-    return (ta - mu).to(dtype), (tb - mu).to(dtype)
+    return (ta - mu).to(dtype or default), (tb - mu).to(dtype or default)
 
 
-def _lift(a: Tensor, *, left: bool) -> Tensor:
-    """Augment rows so that one matmul gives squared distances: [a, ‖a‖², 1] · [−2b, 1, ‖b‖²]ᵀ."""
+def _lift(a: Tensor, *, left: bool, offset: Tensor | None = None) -> Tensor:
+    """Augment rows so that one matmul gives squared distances: [a, ‖a‖², 1] · [−2b, 1, ‖b‖²]ᵀ.
+
+    ``offset`` (left rows only) is subtracted from ‖a‖², so the product is ‖a − b‖² − offset_i.
+    """
     sq, one = (a * a).sum(1, keepdim=True), a.new_ones(len(a), 1)  # (n, 1) each
+    if offset is not None:
+        sq -= offset[:, None]
     return torch.cat([a, sq, one], dim=1) if left else torch.cat([-2.0 * a, one, sq], dim=1)  # (n, D + 2)
 
 
-def _chunk(chunk_size: int | None, device: torch.device) -> int:
+def _chunk(chunk_size: int | None, device: torch.device, *, where: str) -> int:
     if chunk_size is None:
         return CPU_CHUNK_SIZE if device.type == "cpu" else GPU_CHUNK_SIZE
     if chunk_size < 1:
-        raise ValueError(f"Expected chunk_size >= 1, got {chunk_size}")
+        raise ValueError(f"{where}: expected chunk_size >= 1, got {chunk_size}")
     return chunk_size
 
 
 def _knn_sq(query: Tensor, ref: Tensor, k: int, chunk_size: int) -> tuple[Tensor, Tensor]:
     """The ``k`` smallest squared distances from each query row to ``ref``, ascending, and their indices."""
     if k > len(ref):
-        raise ValueError(f"Expected at least {k} reference points for {k} nearest neighbours, got {len(ref)}")
+        # reached from knn only: prdc_per_k checks its set sizes first
+        raise ValueError(f"knn: expected at least {k} reference points for {k} nearest neighbours, got {len(ref)}")
     q, r = _lift(query, left=True), _lift(ref, left=False)
     # Every buffer is allocated once, before the loop. Allocating a (c, M) block and small (c, k) results
     # per chunk fragments the heap (the small ones land in the freed block, the next block goes on top):
@@ -95,8 +107,42 @@ def knn(
     If ``query`` is ``ref`` each point is its own first neighbour at distance 0, as in ``prdc``.
     """
     r, q = _centred_pair(ref, query, dtype)
-    d2, idx = _knn_sq(q, r, k, _chunk(chunk_size, r.device))
+    d2, idx = _knn_sq(q, r, k, _chunk(chunk_size, r.device, where="knn"))
     return d2.sqrt(), idx
+
+
+def _pair_sq(a: Tensor, b: Tensor, ia: Tensor, ib: Tensor, max_pairs: int) -> Tensor:
+    """Direct ‖a[ia] − b[ib]‖² per pair, ``max_pairs`` at a time so the (pairs, D) difference stays small."""
+    out = a.new_empty(len(ia))
+    for start in range(0, len(ia), max_pairs):
+        p = slice(start, start + max_pairs)
+        out[p] = (a[ia[p]] - b[ib[p]]).square_().sum(1)
+    return out
+
+
+def _radii_sq(centred: Tensor, orig: Tensor, ks: tuple[int, ...], chunk_size: int) -> Tensor:
+    """Squared k-NN ball radii (N, len(ks)) in float64: the (k+1)-th smallest ‖a − b‖², the point included.
+
+    The expansion only selects the kmax + 1 nearest rows; their distances are then recomputed directly,
+    ``sum((a − b)²)`` from the uncentred float64 features, and sorted. So a radius is exactly a pair's direct
+    distance: ties on lattice or repeated features stay exact ties, and a shift of the features changes
+    nothing. (A selected neighbour can differ from the true one only where two true distances differ by
+    less than the expansion's round-off; then the radius is still a direct distance within that round-off.)
+    """
+    kmax = max(ks)
+    idx = _knn_sq(centred, centred, kmax + 1, chunk_size)[1]  # (N, kmax + 1), ascending expanded distance
+    n, d = orig.shape
+    out = orig.new_empty(n, kmax + 1)
+    # one 1 MiB buffer for the gathered neighbours: a fresh 10 MiB temporary per step cost more in page
+    # faults (glibc maps it anew) than the arithmetic
+    step = max(1, min(n, (1 << 17) // ((kmax + 1) * d)))
+    buf = orig.new_empty(step * (kmax + 1), d)
+    for start in range(0, n, step):
+        m = min(step, n - start)
+        nb = torch.index_select(orig, 0, idx[start : start + m].reshape(-1), out=buf[: m * (kmax + 1)])
+        nb = nb.view(m, kmax + 1, d).sub_(orig[start : start + m, None, :]).square_()
+        torch.sum(nb, dim=2, out=out[start : start + m])  # (m, kmax + 1) direct ‖a − b‖²
+    return out.sort(dim=1).values[:, list(ks)]
 
 
 def prdc_per_k(
@@ -111,40 +157,89 @@ def prdc_per_k(
 
     ``real`` (N, D) and ``fake`` (M, D) are numpy arrays or tensors (on any device). Distances are computed in
     ``dtype``, by default float64 if an input is float64 and float32 otherwise; float64 matches
-    ``prdc.compute_prdc`` to round-off.
+    ``prdc.compute_prdc`` to round-off. Every pair whose expanded distance lies within the expansion's
+    round-off bound of a radius is decided on its direct float64 distance, so exact ties (integer or
+    quantised features) are decided as ``prdc`` decides them, and a shift of both sets changes nothing.
     """
     ks = tuple(int(k) for k in ks)
     if not ks or min(ks) < 1:
-        raise ValueError(f"Expected nearest-neighbour counts k >= 1, got {ks}")
-    x, y = _centred_pair(real, fake, dtype)
-    chunk_size = _chunk(chunk_size, x.device)
+        raise ValueError(f"prdc_per_k: expected nearest-neighbour counts k >= 1, got {ks}")
+    xo, yo, default = _float64_pair(real, fake, where="prdc_per_k")  # uncentred float64: the direct distances
+    dtype = dtype or default
+    mu = xo.mean(dim=0)  # (D,)
+    x, y = (xo - mu).to(dtype), (yo - mu).to(dtype)  # centred: see _centred_pair
+    chunk_size = _chunk(chunk_size, x.device, where="prdc_per_k")
     kmax = max(ks)
     for name, t in (("real", x), ("fake", y)):
         if len(t) <= kmax:
-            raise ValueError(f"Expected more than k={kmax} {name} samples, got {len(t)}")
+            raise ValueError(f"prdc_per_k: expected more than k={kmax} {name} samples, got {len(t)}")
 
-    # Squared radius of each ball = squared distance to the k-th neighbour; column 0 is the point itself.
-    real_r2 = _knn_sq(x, x, kmax + 1, chunk_size)[0][:, list(ks)]  # (N, len(ks))
-    fake_r2 = _knn_sq(y, y, kmax + 1, chunk_size)[0][:, list(ks)]  # (M, len(ks))
-    # The cross distances below are left unclamped (one pass fewer): "clamp(d²) < r²" equals "d² < r²" when
-    # r² > 0 and is never true when r² = 0, hence the −inf. Strict <, as prdc.compute_prdc: a point on a
-    # ball's boundary is outside it, so identical points with radius 0 cover nothing.
-    real_t = torch.where(real_r2 > 0, real_r2, -torch.inf).T.contiguous()  # (len(ks), N)
-    fake_t = torch.where(fake_r2 > 0, fake_r2, -torch.inf).T.contiguous()  # (len(ks), M)
+    # Squared radius of each ball (arXiv 1904.06991, arXiv 2002.09797) = direct squared distance to the k-th
+    # neighbour, the point itself counted first, as prdc.compute_prdc (its get_kth_value with k + 1).
+    real_r2 = _radii_sq(x, xo, ks, chunk_size)  # (N, len(ks)) float64
+    fake_r2 = _radii_sq(y, yo, ks, chunk_size)  # (M, len(ks)) float64
 
-    n_inside = torch.zeros(len(ks), len(y), dtype=torch.int64, device=x.device)  # real balls holding fake j
+    # One matmul per block gives E = ‖x_i − y_j‖² − r²_i0 (radius of ks[0] lifted in); for ks[l] the block
+    # holds E − δ_il, δ_il = r²_il − r²_i0. Round-off bound of the expansion (centring, ‖·‖², the D + 2 term
+    # dot product; see _lift) on a pair near a radius: ≲ (9D + 24)·u·(‖x_i‖² + r²), u = eps/2. With
+    # tol = 8(D + 4)·eps·(‖x_i‖² + r²) a computed value below −tol is surely inside, above +tol surely
+    # outside; pairs in between are decided on the direct distance, with prdc's strict < (a point on the
+    # boundary is outside; points repeated more than k times have radius 0 and cover nothing).
+    slack = 8 * (x.shape[1] + 4) * torch.finfo(dtype).eps
+    sqx = (x * x).sum(1).double()  # (N,)
+    r0 = real_r2[:, 0]
+    tol_real = (slack * (sqx + real_r2.amax(1))).to(dtype)  # (N,) real balls: precision, density, coverage
+    # recall compares with the fake radii: one bound per real row, so it takes the largest fake radius
+    tol_fake = (slack * (sqx + r0)[:, None] + slack * fake_r2.amax(0)).to(dtype)  # (N, len(ks))
+    delta = (real_r2 - r0[:, None]).to(dtype)  # (N, len(ks))
+    fake_t = fake_r2.T.to(dtype).contiguous()  # (len(ks), M)
+    r0_t = r0.to(dtype)
+
+    # counts in float64 (exact): a float 0/1 block sums ~4x faster over rows than a bool one on CPU
+    n_inside = torch.zeros(len(ks), len(y), dtype=torch.float64, device=x.device)  # real balls holding fake j
     recall = torch.zeros(len(ks), len(x), dtype=torch.bool, device=x.device)  # real i inside some fake ball
     coverage = torch.zeros(len(ks), len(x), dtype=torch.bool, device=x.device)  # real ball i holds some fake
-    xl, yl = _lift(x, left=True), _lift(y, left=False)
-    block = xl.new_empty(min(chunk_size, len(x)), len(y))  # (c, M), reused: see _knn_sq
+    xl, yl = _lift(x, left=True, offset=r0_t), _lift(y, left=False)
+    c = min(chunk_size, len(x))
+    block, buf, ind = (xl.new_empty(c, len(y)) for _ in range(3))  # (c, M) each, reused: see _knn_sq
+    max_pairs = max(1, c * len(y) // x.shape[1])  # direct distances: (max_pairs, D) float64 ~ two blocks
     for start in range(0, len(x), chunk_size):
-        rows = slice(start, start + chunk_size)
-        d2 = torch.mm(xl[rows], yl.T, out=block[: len(xl[rows])])  # (c, M) squared distances
-        nn2 = d2.amin(dim=1)  # (c,)
+        n = min(chunk_size, len(x) - start)
+        e0 = torch.mm(xl[start : start + n], yl.T, out=block[:n])  # (n, M): ‖x_i − y_j‖² − r²_i0
+        b, m = buf[:n], ind[:n]
+        e0_min = e0.amin(dim=1)  # (n,)
         for j in range(len(ks)):
-            n_inside[j] += (d2 < real_t[j, rows, None]).sum(dim=0, dtype=torch.int32)
-            recall[j, rows] = (d2 < fake_t[j, None, :]).any(dim=1)
-            coverage[j, rows] = nn2 < real_t[j, rows]
+            tol, dl = tol_real[start : start + n], delta[start : start + n, j]  # (n,) each
+            e = e0 if j == 0 else torch.sub(e0, dl[:, None], out=b)  # ‖x_i − y_j‖² − r²_ij
+            # precision, density: fake j surely inside real ball i; pairs within tol are added below
+            n_inside[j] += torch.lt(e, -tol[:, None], out=m).sum(dim=0)  # 0/1 in dtype: exact sums
+            e_min = e0_min if j == 0 else e0_min - dl  # = row minimum of e (subtraction is monotone)
+            # |e| and its column minimum find the fakes with a pair within tol; only those columns are read
+            e_abs = torch.abs(e, out=b)
+            cols = (e_abs.amin(dim=0) <= tol.max()).nonzero()[:, 0]
+            hit = torch.zeros(n, dtype=torch.bool, device=x.device)
+            if len(cols):
+                ii, cc = (e_abs[:, cols] <= tol[:, None]).nonzero(as_tuple=True)
+                jj = cols[cc]
+                inside = _pair_sq(xo, yo, ii + start, jj, max_pairs) < real_r2[ii + start, j]
+                n_inside[j].index_add_(0, jj, inside.to(torch.float64))
+                hit[ii[inside]] = True
+            # coverage (arXiv 2002.09797): some fake surely inside ball i, or one decided directly
+            coverage[j, start : start + n] = (e_min < -tol) | ((e_min.abs() <= tol) & hit)
+
+            # recall (arXiv 1904.06991): real i inside some fake ball; q = ‖x_i − y_j‖² − r²_j − r²_i0
+            q = torch.sub(e0, fake_t[j][None, :], out=b)
+            q_min = q.amin(dim=1) + r0_t[start : start + n]  # row minimum of ‖x_i − y_j‖² − r²_j
+            tf = tol_fake[start : start + n, j]
+            near = (q_min.abs() <= tf).nonzero()[:, 0]  # rows with a pair within tol and none surely inside
+            hit = torch.zeros(n, dtype=torch.bool, device=x.device)
+            if len(near):
+                g = q[near] + r0_t[start + near, None]  # (rows, M)
+                aa, jj = (g.abs() <= tf[near, None]).nonzero(as_tuple=True)
+                ii = near[aa]
+                inside = _pair_sq(xo, yo, ii + start, jj, max_pairs) < fake_r2[jj, j]
+                hit[ii[inside]] = True
+            recall[j, start : start + n] = (q_min < -tf) | hit
 
     out = {}
     for j, k in enumerate(ks):
@@ -223,7 +318,11 @@ class PRDC(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         if not self.real_features or not self.fake_features:
-            raise ValueError("Expected both real and fake features; call update(x, real=True/False) first")
+            raise ValueError(
+                "PRDC.compute: expected both real and fake features, got "
+                f"{len(self.real_features)} real and {len(self.fake_features)} fake batches; "
+                "call update(x, real=True/False) first"
+            )
         real, fake = dim_zero_cat(self.real_features), dim_zero_cat(self.fake_features)
         res = prdc_per_k(real, fake, ks=(self.pr_k, self.dc_k), chunk_size=self.chunk_size, dtype=self.compute_dtype)
         pr, dc = res[self.pr_k], res[self.dc_k]

@@ -95,7 +95,10 @@ def test_metric_accumulates_batches_and_uses_k3_and_k5():
     expected |= {"density": dc["density"], "coverage": dc["coverage"]}
     assert {k: v.item() for k, v in out.items()} == pytest.approx(expected)
     metric.reset()
-    with pytest.warns(UserWarning), pytest.raises(ValueError, match="Expected both real and fake features"):
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(ValueError, match="^PRDC.compute: expected both real and fake features"),
+    ):
         metric.compute()
 
 
@@ -113,11 +116,11 @@ def test_metric_applies_the_feature_module():
 
 def test_bad_inputs_raise():
     real, fake = _gaussians(5, 5, 3)
-    with pytest.raises(ValueError, match="Expected more than k=5 real samples, got 5"):
+    with pytest.raises(ValueError, match="^prdc_per_k: expected more than k=5 real samples, got 5"):
         prdc(real, fake)
-    with pytest.raises(ValueError, match="Expected feature sets of one size"):
+    with pytest.raises(ValueError, match="^prdc_per_k: expected feature sets of one size"):
         prdc(real, fake[:, :2], nearest_k=2)
-    with pytest.raises(ValueError, match=r"Expected features of shape \(N, D\)"):
+    with pytest.raises(ValueError, match=r"^prdc_per_k: expected features of shape \(N, D\)"):
         prdc(real[0], fake, nearest_k=2)
 
 
@@ -129,3 +132,61 @@ def test_float32_features_far_from_the_origin_still_match():
     ours = prdc(real, fake)
     for key in KEYS:
         assert ours[key] == pytest.approx(ref[key], abs=1e-6), key
+
+
+def _lattice(n, m, d, *, seed=0, levels=6):
+    """Integer features in a small box: many pairs tie exactly at a k-NN radius, and points repeat."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, levels, (n, d)).astype(np.float64), rng.integers(1, levels + 1, (m, d)).astype(np.float64)
+
+
+def _tied_cases():
+    real, fake = _gaussians(300, 250, 8, seed=3)
+    quantised = np.round(real * 4) / 4, np.round(fake * 4) / 4  # multiples of 1/4: exact in binary
+    grid = np.stack(np.meshgrid(np.arange(15), np.arange(15)), axis=-1).reshape(-1, 2).astype(np.float64)
+    points = _lattice(60, 50, 3, seed=4)
+    repeated = np.repeat(points[0], [1, 2, 3, 7] * 15, axis=0), np.repeat(points[1], [1, 4] * 25, axis=0)
+    return {
+        "integers 3-D": _lattice(300, 250, 3, seed=1),
+        "integers 4-D": _lattice(300, 250, 4, seed=2),
+        "integers 6-D": _lattice(300, 250, 6, seed=0, levels=3),
+        "quantised 8-D": quantised,
+        "grid vs shifted grid": (grid, grid[::3] + [1.0, 0.0]),
+        "repeated points": repeated,
+    }
+
+
+TIED = _tied_cases()
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 8])
+@pytest.mark.parametrize("case", list(TIED))
+def test_exact_ties_are_decided_as_the_package_decides_them(case, k):
+    """Lattice and quantised features tie exactly at the radii (arXiv 1904.06991, 2002.09797): pairs near a
+    radius are decided on the direct distance with prdc's strict <, so the values equal prdc's (to 1e-12)."""
+    real, fake = TIED[case]
+    ref = _reference(real, fake, k)
+    for chunk_size in (None, 7):
+        ours = prdc(real, fake, nearest_k=k, chunk_size=chunk_size)
+        for key in KEYS:
+            assert ours[key] == pytest.approx(ref[key], abs=1e-12), (key, chunk_size)
+
+
+def test_exact_ties_on_float32_features_match_the_package():
+    """Float32 integers: the float32 expansion is decided near the radii on float64 direct distances."""
+    real, fake = (a.astype(np.float32) for a in _lattice(400, 300, 4, seed=5))
+    for k in (2, 5):
+        ref, ours = _reference(real, fake, k), prdc(torch.from_numpy(real), torch.from_numpy(fake), nearest_k=k)
+        for key in KEYS:
+            assert ours[key] == pytest.approx(ref[key], abs=1e-12), (key, k)
+
+
+@pytest.mark.parametrize("shift", [1000.0, 1e4, -37.0])
+@pytest.mark.parametrize("case", ["integers 4-D", "quantised 8-D", "repeated points"])
+def test_shifting_both_sets_changes_nothing(case, shift):
+    """Distances, hence PRDC, are translation invariant; with exact ties the computed values must be too."""
+    real, fake = TIED[case]
+    base = prdc_per_k(real, fake, ks=(1, 3, 5))
+    assert prdc_per_k(real + shift, fake + shift, ks=(1, 3, 5)) == base
+    for k in (1, 3, 5):
+        assert base[k] == pytest.approx(_reference(real + shift, fake + shift, k), abs=1e-12)
