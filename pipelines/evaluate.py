@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from components.data import load_spec, load_split
+from components.data import load_attributes, load_spec, load_split
+from components.data.spec import DataSpec
 from components.errors import GenfoundryError
 from components.evaluation import harness
 from components.evaluation.grids import save_png
@@ -27,6 +28,7 @@ def main(experiment: str = EXPERIMENT) -> None:
     spec = load_spec(DATA, exp.dataset)
     model = load_trained(model_dir(experiment))
     train, test = load_split(DATA, exp.dataset, "train"), load_split(DATA, exp.dataset, "test")
+    keep_samples = spec.kind == "image"  # the audit's per-group quality and memorization read the samples
     if spec.kind == "image":
         from components.evaluation.features import load_classifier
         from components.evaluation.simclr import SUBDIR, has_encoder, load_encoder
@@ -47,9 +49,20 @@ def main(experiment: str = EXPERIMENT) -> None:
     elif spec.kind == "points":
         result = harness.evaluate_points(model, spec, train=train, cfg=exp.evaluate)
     elif spec.kind == "audio":
+        from components.evaluation.audio_features import is_audio_classifier, load_audio_classifier
         from components.evaluation.audio_harness import evaluate_audio
 
-        result = evaluate_audio(model, spec, train=train, test=test, cfg=exp.evaluate)
+        clf_dir = FEATURES / exp.dataset  # optional: audio without labels has none (no_classifier.json)
+        keep_samples = is_audio_classifier(clf_dir)  # for the audit's per-group memorization in its features
+        result = evaluate_audio(
+            model,
+            spec,
+            train=train,
+            test=test,
+            cfg=exp.evaluate,
+            classifier=load_audio_classifier(clf_dir) if keep_samples else None,
+            train_attributes=load_attributes(DATA, exp.dataset, "train"),
+        )
     else:
         from components.evaluation.text_harness import evaluate_text
 
@@ -63,8 +76,8 @@ def main(experiment: str = EXPERIMENT) -> None:
             save_png(img, tmp / f"{name}.png")
         for name, text in result.files.items():
             (tmp / name).write_text(text)
-        write_json(tmp / "labels.json", {"labels": result.labels, "class_names": list(spec.class_names)})
-        if spec.kind == "image":  # the audit's per-group quality and memorization read the samples
+        write_json(tmp / "labels.json", labels_record(result, spec))
+        if keep_samples:
             np.savez_compressed(tmp / SAMPLES, x=np.asarray(result.samples, dtype=np.float32))
         if spec.kind == "audio":  # a few samples to listen to (and MLflow artifacts, below)
             from components.data.audio import write_wav
@@ -82,6 +95,16 @@ def main(experiment: str = EXPERIMENT) -> None:
         c.log_artifact(info["run_id"], str(f), artifact_path="eval")
     line = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items() if isinstance(v, float) and k in _PRINTED)
     console.print(f"evaluated [bold]{experiment}[/]: {line}")
+
+
+def labels_record(result: harness.Evaluation, spec: DataSpec) -> dict:
+    """labels.json, the audit's input: the audited label of every sample and the names of its values; for audio
+    with a domain classifier also ``attributes``: attribute -> {"labels": the classifier's, "names": ...}."""
+    record: dict = {"labels": result.labels, "class_names": list(spec.class_names)}
+    attributes = getattr(result, "attributes", None)  # audio_harness.AudioEvaluation
+    if attributes:
+        record["attributes"] = attributes
+    return record
 
 
 def mlflow_scalars(metrics: dict) -> dict[str, float]:
@@ -108,6 +131,8 @@ WAV_SAMPLES = 8  # audio: samples written as WAV files beside the spectrograms
 _PRINTED = {
     "fid",
     "fid_floor_train_vs_test",
+    "fad",
+    "fad_floor_train_vs_test",
     "precision",
     "recall",
     "coverage",

@@ -1,5 +1,7 @@
 """Stage ``features``: per image dataset, the domain classifier (the FID/KID/PRDC feature space) and, beside it
-in ``simclr/``, a label-free SimCLR encoder (the second feature space; components.evaluation.simclr)."""
+in ``simclr/``, a label-free SimCLR encoder (the second feature space; components.evaluation.simclr); per audio
+dataset with labels, the audio domain classifier (log-mel CNN with a label head and one head per attribute:
+the fad/KID/PRDC space and the audit's attribute labeller; components.evaluation.audio_features)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ from typing import Any
 import numpy as np
 import typer
 
-from components.config import SimCLRConfig
-from components.data import load_spec, load_split
+from components.config import FeaturesConfig, SimCLRConfig
+from components.data import load_attributes, load_spec, load_split
+from components.data.spec import DataSpec
+from components.evaluation.audio_features import save_audio_classifier, train_audio_classifier
 from components.evaluation.features import save_classifier, train_classifier
 from components.evaluation.simclr import SUBDIR, save_encoder, train_simclr
 from components.io import atomic_path, write_json
@@ -32,12 +36,14 @@ def main() -> None:
         tmp.mkdir()
         for name in p.prepare.datasets:
             spec = load_spec(DATA, name)
-            if spec.kind == "image":
+            if spec.kind in ("image", "audio"):
                 train, test = load_split(DATA, name, "train"), load_split(DATA, name, "test")
-            if spec.kind != "image" or spec.num_classes < 2:
+            if spec.kind not in ("image", "audio") or spec.num_classes < 2:
                 # every dataset gets its folder, so that a stage can depend on data/features/<dataset> alone
-                reason = "not images" if spec.kind != "image" else "fewer than 2 classes"
+                reason = "neither images nor audio" if spec.kind not in ("image", "audio") else "fewer than 2 classes"
                 write_json(tmp / name / NO_CLASSIFIER, {"dataset": name, "classifier": None, "reason": reason})
+            elif spec.kind == "audio":
+                report[name] = _audio(tmp / name, name, spec, train, test, cfg)
             else:
                 model, acc = train_classifier(
                     train,
@@ -62,6 +68,38 @@ def main() -> None:
             if spec.kind == "image" and cfg.simclr.enabled:
                 report.setdefault(name, {})["simclr"] = _simclr(tmp / name / SUBDIR, name, train, test, cfg.simclr)
     write_json(REPORTS / "features.json", report)
+
+
+AUDITED_ATTRIBUTES = ("timbre",)  # attributes of an audio dataset that get a head (the audit's second attribute)
+
+
+def _audio(out: Path, name: str, spec: DataSpec, train: Split, test: Split, cfg: FeaturesConfig) -> dict[str, Any]:
+    """Train, save and summarise one audio dataset's classifier: a label head and a head per audited attribute."""
+    heads = {a: len(spec.attributes[a]) for a in AUDITED_ATTRIBUTES if len(spec.attributes.get(a, ())) >= 2}
+    attrs = {s: load_attributes(DATA, name, s) for s in ("train", "test")}
+    model, rep = train_audio_classifier(
+        train,
+        test,
+        sample_rate=int(spec.extras["sample_rate"]),
+        num_classes=spec.num_classes,
+        train_attributes={a: attrs["train"][a] for a in heads},
+        test_attributes={a: attrs["test"][a] for a in heads},
+        attribute_sizes=heads,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=cfg.seed,
+    )
+    timeless = {k: v for k, v in rep.items() if k != "train_seconds"}  # the folder stays a function of data + params
+    meta = {"dataset": name, "num_classes": spec.num_classes, **timeless, "epochs": cfg.epochs, "seed": cfg.seed}
+    meta = save_audio_classifier(out, model, meta)
+    accs = {k: v for k, v in rep.items() if k.endswith("test_accuracy")}
+    console.print(
+        f"audio domain classifier [bold]{name}[/]: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in accs.items() if v is not None)
+        + f" ({rep['train_seconds']:.1f} s)"
+    )
+    return {**accs, "train_seconds": rep["train_seconds"], "sha256": meta["sha256"][:12]}
 
 
 def _simclr(out: Path, name: str, train: Split, test: Split, cfg: SimCLRConfig) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Evaluation of audio models, in the data's own terms and without a learned classifier first:
+"""Evaluation of audio models, in the data's own terms first, then in the audio domain classifier's features:
 
 - the pitch of every sample by YIN (``components.evaluation.pitch``): share with a clear pitch, pitch classes
   covered of 12, KL of the pitch-class histogram to the data's, and the same numbers for real test clips (the
@@ -7,14 +7,23 @@
   256-level unigram over the mu-law levels, and a linear-prediction model (order-16 least squares with a
   Gaussian residual) scored as a likelihood of the same mu-law levels (the mass of the Gaussian over each
   level's interval), so all three are likelihoods of the same discrete data;
-- spectrograms (PNG) of real clips and samples, and the samples themselves for WAV files.
+- spectrograms (PNG) of real clips and samples, and the samples themselves for WAV files;
+- when the dataset has an audio domain classifier (``components.evaluation.audio_features``, the features
+  stage), the image protocol in its 64-D penultimate features (docs/protocols.md §3, §11): a Fréchet distance
+  ``fad`` (FAD-style, arXiv 1812.08466, with this classifier instead of VGGish) with its real-vs-real floor
+  (train vs test) and centred bootstrap intervals, KID, precision/recall (k = 3) and density/coverage (k = 5),
+  memorization (generated vs train vs test), and the classifier's label of every sample for each attribute
+  head (the notes' ``timbre``): its histogram, KL to the train split's shares, and agreement of the
+  classifier's pitch class with YIN's.
 
-The audit's attribute is the YIN pitch class of each sample (-1: no clear pitch, its own category).
+The audit's attribute is the YIN pitch class of each sample (-1: no clear pitch, its own category); with a
+classifier, also its attribute labels (``AudioEvaluation.attributes``), audited against the train split's.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,13 +32,34 @@ from scipy.special import ndtr
 
 from components.config import EvaluateConfig
 from components.data.spec import DataSpec
+from components.evaluation.audio_features import TrainedAudioClassifier
 from components.evaluation.grids import image_grid
-from components.evaluation.harness import Evaluation, _likelihood, timed_generate
+from components.evaluation.harness import Evaluation, _likelihood, fid_kid, memorization_in_features, timed_generate
 from components.evaluation.pitch import pitch_report
+from components.evaluation.shares import fairness_discrepancy, shares
 from components.models.base import GenerativeModel
 
 LPC_ORDER = 16
 PROB_FLOOR = 1e-12  # a level the baseline gives (numerically) no mass costs log2(1e12) ≈ 40 bits, not inf
+
+
+@dataclass
+class AudioEvaluation(Evaluation):
+    """``attributes``: attribute -> {"labels": the classifier's label of every generated sample, "names": ...}
+    (empty without a classifier); the evaluate stage writes it into labels.json for the audit."""
+
+    attributes: dict[str, dict[str, list]] = field(default_factory=dict)
+
+
+class _Precomputed(torch.nn.Module):
+    """Identity on features already extracted, so ``harness.fid_kid`` (torchmetrics) runs on them."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
 
 def mu_law_levels(x: np.ndarray, mu: int = 255) -> np.ndarray:
@@ -83,9 +113,13 @@ def evaluate_audio(
     train: tuple[np.ndarray, np.ndarray],
     test: tuple[np.ndarray, np.ndarray],
     cfg: EvaluateConfig,
+    classifier: TrainedAudioClassifier | None = None,
+    train_attributes: dict[str, np.ndarray] | None = None,
     **_: Any,
-) -> Evaluation:
-    """Sample ``model`` and measure the samples (module docstring)."""
+) -> AudioEvaluation:
+    """Sample ``model`` and measure the samples (module docstring). ``classifier`` adds the feature-space
+    metrics; ``train_attributes`` (name -> train ids, ``components.data.load_attributes``) are the reference
+    shares of its attribute heads (``spec.attributes`` names their values)."""
     sample_rate = int(spec.extras["sample_rate"])
     fake, speed = timed_generate(model, cfg.n_samples, batch_size=cfg.batch_size, seed=cfg.seed, options=cfg.sampler)
     fake_np = fake.numpy()
@@ -104,16 +138,25 @@ def evaluate_audio(
         "unigram_nll_bits_per_sample": unigram_nll_bits(train[0], test[0]),
         "lpc_nll_bits_per_sample": lpc["nll_bits"],
     }
+    attributes: dict[str, dict[str, list]] = {}
+    card: dict[str, Any] = {}
+    if classifier is not None:
+        space, attributes, card = classifier_metrics(
+            classifier, spec, fake, train, test, gen["labels"], train_attributes or {}, cfg
+        )
+        metrics.update(space)
     metrics["protocol"] = {
         "sampling_device": speed["sampling_device"],
         "n_generated": int(len(fake_np)),
         "n_test": int(len(test[0])),
-        "reference_split": "test (likelihoods, the real floor); train (pitch-class shares)",
+        "reference_split": "test (likelihoods, the real floor, fad/KID/PRDC); train (pitch-class and attribute "
+        "shares, memorization, the fad floor)",
         "sample_rate": sample_rate,
         "pitch": "YIN (de Cheveigné & Kawahara 2002), threshold 0.15; clear: >= 50% voiced frames above -60 dBFS",
         "baselines": f"unigram over mu-law levels (add-one); linear prediction order {lpc['order']} "
         f"(least squares, Gaussian residual std {lpc['residual_std']:.4g}), both fitted on train in this run",
         "nll_unit": "bits per audio sample, mu-law 256 levels",
+        **card,
         "seed": cfg.seed,
         "sampler_options": cfg.sampler,
         **model.sampler_info(),
@@ -122,4 +165,89 @@ def evaluate_audio(
     real_batch = (torch.from_numpy(test[0][pick]).float(), torch.from_numpy(test[1][pick]))
     gen_figures = model.evaluation_figures(real_batch, generator=torch.Generator().manual_seed(cfg.seed))
     figures = {name: image_grid(imgs.float().cpu(), nrow=8) for name, imgs in gen_figures.items()}
-    return Evaluation(metrics=metrics, labels=gen["labels"], figures=figures, samples=fake_np)
+    return AudioEvaluation(
+        metrics=metrics, labels=gen["labels"], figures=figures, samples=fake_np, attributes=attributes
+    )
+
+
+def classifier_metrics(
+    classifier: TrainedAudioClassifier,
+    spec: DataSpec,
+    fake: torch.Tensor,
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    yin_labels: list[int],
+    train_attributes: dict[str, np.ndarray],
+    cfg: EvaluateConfig,
+) -> tuple[dict[str, Any], dict[str, dict[str, list]], dict[str, Any]]:
+    """The metrics in the classifier's features (module docstring), the attribute labels of the samples, and
+    the protocol card's entries. The floor and its subset of train follow ``harness.evaluate_images``."""
+    from components.evaluation.frechet import fid_ci
+    from components.evaluation.prdc import prdc_per_k
+
+    rng = np.random.default_rng(cfg.seed)
+    n_floor = min(len(train[0]), cfg.n_samples)
+    floor_idx = torch.from_numpy(rng.choice(len(train[0]), n_floor, replace=False))
+    f_test = classifier.features(torch.from_numpy(test[0]).float())
+    f_train = classifier.features(torch.from_numpy(train[0]).float())  # the memorization reference
+    f_fake = classifier.features(fake.float())
+    f_floor = f_train[floor_idx]
+    space = _Precomputed(f_test.shape[1])
+    quality = fid_kid(space, f_test, f_fake, seed=cfg.seed)
+    floor = fid_kid(space, f_test, f_floor, seed=cfg.seed)
+    intervals = {}
+    if cfg.fid_n_boot > 0:
+        intervals["fad"] = fid_ci(f_test, f_fake, n_boot=cfg.fid_n_boot, seed=cfg.seed)
+        intervals["fad_floor_train_vs_test"] = fid_ci(f_test, f_floor, n_boot=cfg.fid_n_boot, seed=cfg.seed)
+    by_k = prdc_per_k(f_test, f_fake, ks=(3, 5))
+    pr, dc = by_k[3], by_k[5]  # P/R with k = 3 (arXiv 1904.06991), D/C with k = 5 (arXiv 2002.09797)
+    metrics: dict[str, Any] = {
+        "fad": quality["fid"],
+        "kid": quality["kid"],
+        "kid_std": quality["kid_std"],
+        "fad_floor_train_vs_test": floor["fid"],
+        "kid_floor_train_vs_test": floor["kid"],
+        **{f"{name}_ci95": [ci.lo, ci.hi] for name, ci in intervals.items()},
+        "precision": pr["precision"],
+        "recall": pr["recall"],
+        "density": dc["density"],
+        "coverage": dc["coverage"],
+        "memorization": memorization_in_features(f_train, f_test, f_fake, seed=cfg.seed),
+    }
+    # the classifier's pitch class beside YIN's, on the samples with a clear pitch (a sanity check of both)
+    yin = np.asarray(yin_labels)
+    clear = yin >= 0
+    if clear.any() and spec.num_classes == 12:  # the label head predicts pitch classes (notes)
+        pred = classifier.predict(fake.float()).numpy()
+        metrics["classifier_yin_agreement"] = float((pred[clear] == yin[clear]).mean())
+    attributes: dict[str, dict[str, list]] = {}
+    for name in classifier.attributes:
+        names = list(spec.attributes.get(name, ()))
+        k = len(names) or int(classifier.meta["heads"][name])
+        labels = classifier.predict(fake.float(), head=name).numpy()
+        attributes[name] = {"labels": labels.tolist(), "names": names or [str(i) for i in range(k)]}
+        p_gen = shares(labels, k)
+        metrics[f"{name}_histogram"] = np.bincount(labels, minlength=k).tolist()
+        metrics[f"{name}_values_covered"] = int((p_gen > 0).sum())
+        if name in train_attributes:
+            ref = np.asarray(train_attributes[name])
+            kl = fairness_discrepancy(p_gen, shares(ref[ref >= 0], k))["kl"]
+            metrics[f"{name}_kl_to_data"] = max(float(kl), 0.0)  # round-off: -1e-16 for identical shares
+    meta = classifier.meta
+    card = {
+        "feature_extractor": f"audio domain classifier (log-mel CNN, penultimate layer, {f_test.shape[1]}-D)",
+        "extractor_sha256": meta.get("sha256"),
+        "extractor_test_accuracy": meta.get("test_accuracy"),
+        **{f"extractor_{h}_test_accuracy": meta.get(f"{h}_test_accuracy") for h in classifier.attributes},
+        "log_mel": {k: meta.get(k) for k in ("n_fft", "hop", "n_mels", "fmin")},
+        "floor": f"train ({n_floor}) vs test ({len(test[0])})",
+        "precision_recall_k": 3,
+        "density_coverage_k": 5,
+        "fad_interval": {
+            "method": "centred bootstrap (stats.bootstrap_ci), test and generated features resampled independently",
+            "level": 0.95,
+            "n_boot": cfg.fid_n_boot,
+            **{f"bootstrap_bias_{name}": ci.boot_mean - ci.estimate for name, ci in intervals.items()},
+        },
+    }
+    return metrics, attributes, card

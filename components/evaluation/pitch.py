@@ -191,7 +191,7 @@ def pitch_report(
     return {
         "clear_pitch_share": float(est.clear.mean()),
         "modes_covered": int((hist > 0).sum()),
-        "kl_to_data": float(kl),
+        "kl_to_data": max(float(kl), 0.0),  # round-off can leave -1e-16 for identical histograms
         "histogram": hist.tolist(),
         "labels": labels.tolist(),
         "num_samples": int(len(labels)),

@@ -116,6 +116,9 @@ class WaveNetConfig(FamilyConfig):
     kernel_size: int = Field(2, ge=2, le=8, description="taps of each causal dilated convolution")
     mu: int = Field(255, ge=1, le=1023, description="mu-law companding: a softmax over mu + 1 levels")
     conditional: bool = Field(False, description="global conditioning on the class label (§2.5)")
+    train_crop: PositiveInt | None = Field(
+        None, description="train on windows of this many samples (half of the batches from the clip's start)"
+    )
     # sampling defaults (evaluate.sampler and sample(**options) override them)
     sampler: WaveNetSampler = Field("cached", description="cached: Fast WaveNet queues; naive: recompute")
     temperature: PositiveFloat = Field(1.0, description="softmax temperature of each sample's draw")

@@ -219,6 +219,12 @@ class WaveNet(GenerativeModel):
         return F.cross_entropy(self.net(idx, self._labels(batch)), idx)  # logits (B, Q, T)
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
+        crop = self.config.train_crop
+        if self.training and crop and crop < batch[0].shape[-1]:
+            # one window for the whole batch: half the time the clip's start (the model must learn the onset
+            # from silence, where sampling begins), else anywhere (global RNG: seeded per rank by the loop)
+            start = 0 if torch.rand(()) < 0.5 else int(torch.randint(0, batch[0].shape[-1] - crop + 1, ()))
+            batch = (batch[0][..., start : start + crop], *batch[1:])
         loss = self.nll_nats(batch)
         return {"loss": loss, "bits_per_sample": loss.detach() / math.log(2)}
 

@@ -384,6 +384,8 @@ def audio_table(entries: Iterable[Entry]) -> pd.DataFrame:
                 "clear pitch": f"{fmt(m.get('clear_pitch_share'), 3)} (real {fmt(m.get('real_clear_pitch_share'), 3)})",
                 "pitch classes": f"{fmt(m.get('pitch_modes_covered'))}/12",
                 "KL to data": f"{fmt(m.get('pitch_kl_to_data'), 3)} (real {fmt(m.get('real_pitch_kl_to_data'), 3)})",
+                "FAD / floor": f"{fmt(m.get('fad'))} / {fmt(m.get('fad_floor_train_vs_test'))}",
+                "recall / coverage": f"{fmt(m.get('recall'), 3)} / {fmt(m.get('coverage'), 3)}",
                 "test NLL (bits/sample)": fmt(m.get("test_nll_bits_per_sample")),
                 "unigram / linear prediction": " / ".join(
                     fmt(m.get(k)) for k in ("unigram_nll_bits_per_sample", "lpc_nll_bits_per_sample")
@@ -391,8 +393,8 @@ def audio_table(entries: Iterable[Entry]) -> pd.DataFrame:
                 "samples/s": fmt(m.get("samples_per_s"), 3),
             }
         )
-    columns = ["experiment", "clear pitch", "pitch classes", "KL to data", "test NLL (bits/sample)",
-               "unigram / linear prediction", "samples/s"]  # fmt: skip
+    columns = ["experiment", "clear pitch", "pitch classes", "KL to data", "FAD / floor", "recall / coverage",
+               "test NLL (bits/sample)", "unigram / linear prediction", "samples/s"]  # fmt: skip
     return _frame(rows, columns)
 
 
@@ -464,7 +466,8 @@ NOTES = {
     "audio": "Pitch by YIN (no learned classifier): the share of samples with a clear pitch, the pitch classes "
     "covered of 12 and the KL of their histogram to the data's, beside the same numbers for real test clips; the "
     "exact NLL in bits per mu-law sample beside a 256-level unigram and an order-16 linear-prediction model "
-    "fitted on the train split in the same run.",
+    "fitted on the train split in the same run; FAD-style Fréchet distance, recall and coverage in the audio domain "
+    "classifier's features (not VGGish: docs/protocols.md §11).",
     "modes": "2-D mixtures (docs/protocols.md §1): 2,500 samples, high quality within 3σ of a mean, reverse KL over "
     "the high-quality histogram. Ours are one seed; PacGAN's rows use its own networks and 10 trials.",
 }
