@@ -13,9 +13,7 @@ A prepared audio dataset has kind ``"audio"``: ``x`` is float32 (N, C, T) in [-1
 - ``audiofolder``: WAV files under ``path`` (one sub-folder per class, or unlabelled), 8/16/24/32-bit PCM,
   resampled to ``sample_rate`` and cut to the first ``seconds``.
 
-Mu-law companding (ITU-T G.711; WaveNet, arXiv 1609.03499 §2.2) maps a waveform to ``mu + 1`` levels, the
-classes of WaveNet's softmax. This module imports torch only inside the mu-law functions: the prepare stage
-loads the sources without it.
+Mu-law companding (the classes of WaveNet's softmax) lives with the family, in ``components.models.wavenet``.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ from components.data.spec import RawData
 from components.errors import DataError
 
 if TYPE_CHECKING:
-    from torch import Tensor
+    pass
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")  # MIDI note % 12
 TIMBRES = ("sine", "bright", "hollow", "pluck")
@@ -199,26 +197,6 @@ def _karplus_strong(f0: float, T: int, sample_rate: int, rng: np.random.Generato
 
 
 # ---------------------------------------------------------------------------------------------- mu-law
-
-
-def mu_law_encode(x: Tensor | np.ndarray, mu: int = 255) -> Tensor:
-    """Waveform in [-1, 1] -> int64 levels in {0, .., mu}: F(x) = sign(x) ln(1 + mu|x|) / ln(1 + mu)
-    (arXiv 1609.03499 §2.2), then ``mu + 1`` equal bins over [-1, 1] (rounded to the nearest level).
-    Values outside [-1, 1] are clipped."""
-    import torch
-
-    x = torch.as_tensor(x).float().clamp(-1.0, 1.0)
-    f = torch.sign(x) * torch.log1p(mu * x.abs()) / math.log1p(mu)
-    return ((f + 1) / 2 * mu + 0.5).floor().long().clamp_(0, mu)
-
-
-def mu_law_decode(idx: Tensor | np.ndarray, mu: int = 255) -> Tensor:
-    """Levels {0, .., mu} -> float32 waveform in [-1, 1], the inverse of :func:`mu_law_encode` at each
-    level: F^-1(y) = sign(y) ((1 + mu)^|y| - 1) / mu with y = 2 idx / mu - 1."""
-    import torch
-
-    f = 2 * torch.as_tensor(idx).float() / mu - 1
-    return torch.sign(f) * torch.expm1(f.abs() * math.log1p(mu)) / mu
 
 
 # ---------------------------------------------------------------------------------------------- WAV files

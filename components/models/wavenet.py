@@ -25,17 +25,33 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from components.data.audio import mu_law_decode, mu_law_encode
 from components.data.spec import DataSpec
 from components.errors import ConfigError
 from components.models.base import Batch, GenerativeModel, eval_mode, reject_options
 from components.models.configs import WaveNetConfig
 
 SAMPLERS = ("cached", "naive")
+
+
+def mu_law_encode(x: Tensor | np.ndarray, mu: int = 255) -> Tensor:
+    """Waveform in [-1, 1] -> int64 levels in {0, .., mu}: F(x) = sign(x) ln(1 + mu|x|) / ln(1 + mu)
+    (arXiv 1609.03499 §2.2), then ``mu + 1`` equal bins over [-1, 1] (rounded to the nearest level).
+    Values outside [-1, 1] are clipped."""
+    x = torch.as_tensor(x).float().clamp(-1.0, 1.0)
+    f = torch.sign(x) * torch.log1p(mu * x.abs()) / math.log1p(mu)
+    return ((f + 1) / 2 * mu + 0.5).floor().long().clamp_(0, mu)
+
+
+def mu_law_decode(idx: Tensor | np.ndarray, mu: int = 255) -> Tensor:
+    """Levels {0, .., mu} -> float32 waveform in [-1, 1], the inverse of :func:`mu_law_encode` at each
+    level: F^-1(y) = sign(y) ((1 + mu)^|y| - 1) / mu with y = 2 idx / mu - 1."""
+    f = 2 * torch.as_tensor(idx).float() / mu - 1
+    return torch.sign(f) * torch.expm1(f.abs() * math.log1p(mu)) / mu
 
 
 def gate(h: Tensor) -> Tensor:

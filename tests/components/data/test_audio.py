@@ -12,8 +12,6 @@ from components.data.audio import (
     TIMBRES,
     load_audiofolder,
     load_notes,
-    mu_law_decode,
-    mu_law_encode,
     read_wav,
     write_wav,
 )
@@ -67,19 +65,6 @@ def test_bad_notes_settings_are_one_line():
         load_notes(n_per_class=1, sample_rate=2000)
     with pytest.raises(DataError, match=r"^notes: expected n_per_class >= 1, got 0$"):
         load_notes(n_per_class=0)
-
-
-def test_mu_law_inverts_at_every_level_and_compands():
-    levels = torch.arange(256)
-    wave_ = mu_law_decode(levels)
-    assert wave_.dtype == torch.float32 and wave_[0] == -1 and wave_[-1] == 1 and (wave_.diff() > 0).all()
-    assert torch.equal(mu_law_encode(wave_), levels)
-    x = torch.linspace(-1.5, 1.5, 1001)
-    idx = mu_law_encode(x)
-    assert idx.dtype == torch.long and idx.min() == 0 and idx.max() == 255 and mu_law_encode(torch.zeros(1)) == 128
-    small, large = (mu_law_decode(mu_law_encode(v)) - v for v in (torch.tensor(0.01), torch.tensor(0.9)))
-    assert abs(small) < 1e-3 < abs(large) < 0.02  # finer steps near 0 (§2.2)
-    assert torch.equal(mu_law_encode(np.array([0.5])), mu_law_encode(torch.tensor([0.5])))
 
 
 # -- WAV folders

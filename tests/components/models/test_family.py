@@ -16,7 +16,6 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from components.data.audio import mu_law_decode
 from components.data.spec import DataSpec
 from components.data.text import encode
 from components.errors import ConfigError
@@ -24,6 +23,7 @@ from components.models.base import OptimConfig
 from components.models.capabilities import CAPABILITIES
 from components.models.family import FAMILIES, get_family
 from components.models.store import load_trained, save_trained
+from components.models.wavenet import mu_law_decode
 
 IMAGE = DataSpec(name="img", kind="image", shape=(1, 8, 8), class_names=tuple("ab"), levels=17)
 TEXT = DataSpec(name="txt", kind="text", shape=(6,), vocab=tuple("abcdef"))

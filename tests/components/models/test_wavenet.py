@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from components.data.audio import mu_law_decode
 from components.data.spec import DataSpec
 from components.errors import ConfigError
 from components.models.base import OptimConfig
 from components.models.configs import WaveNetConfig as Config
-from components.models.wavenet import WaveNet, build
+from components.models.wavenet import WaveNet, build, mu_law_decode, mu_law_encode
 
 AUDIO = DataSpec(name="notes", kind="audio", shape=(1, 48), class_names=("C", "C#", "D"))
 TINY = {"residual_channels": 8, "skip_channels": 8, "dilation_cycles": 2, "layers_per_cycle": 3}
@@ -165,3 +165,16 @@ def test_spectrogram_figure_shows_real_then_generated():
 
 
 # -- the family contract (tests/components/models/test_family.py), for a waveform family
+
+
+def test_mu_law_inverts_at_every_level_and_compands():
+    levels = torch.arange(256)
+    wave_ = mu_law_decode(levels)
+    assert wave_.dtype == torch.float32 and wave_[0] == -1 and wave_[-1] == 1 and (wave_.diff() > 0).all()
+    assert torch.equal(mu_law_encode(wave_), levels)
+    x = torch.linspace(-1.5, 1.5, 1001)
+    idx = mu_law_encode(x)
+    assert idx.dtype == torch.long and idx.min() == 0 and idx.max() == 255 and mu_law_encode(torch.zeros(1)) == 128
+    small, large = (mu_law_decode(mu_law_encode(v)) - v for v in (torch.tensor(0.01), torch.tensor(0.9)))
+    assert abs(small) < 1e-3 < abs(large) < 0.02  # finer steps near 0 (§2.2)
+    assert torch.equal(mu_law_encode(np.array([0.5])), mu_law_encode(torch.tensor([0.5])))
