@@ -28,11 +28,11 @@ from typing import Any
 import torch
 from _report import Run
 
-from components.data.audio import PITCH_CLASSES, load_notes, mu_law_encode
+from components.data.audio import PITCH_CLASSES, load_notes
 from components.data.spec import DataSpec
 from components.models.base import OptimConfig
 from components.models.configs import WaveNetConfig
-from components.models.wavenet import WaveNet, build
+from components.models.wavenet import WaveNet, build, mu_law_encode
 
 
 def train_briefly(model: WaveNet, steps: int, *, crop: int, batch: int, seed: int) -> dict[str, Any]:
