@@ -94,10 +94,9 @@ def test_promote_is_all_or_nothing_and_a_failed_audit_needs_force(mlflow_server,
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.chdir(tmp_path)
     c = runs.client()
-    exp_id = runs.ensure_experiment(c, "promote-test")
     name = "gf-promote-vae"
-    v1 = _register(c, exp_id, model_dir, name, 10.0, "p1")
-    v2 = _register(c, exp_id, model_dir, name, 9.0, "p2")
+    c.create_registered_model(name)  # aliases need versions, not models: no pyfunc is logged here
+    v1, v2 = (c.create_model_version(name, source=str(model_dir)).version for _ in range(2))
     c.set_model_version_tag(name, v2, "audit.passed", "False")
     c.set_model_version_tag(name, v2, "audit.failed", "fd_l2 = 0.3 > 0.1")
     registry.promote(c, name, v1)

