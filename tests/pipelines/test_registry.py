@@ -85,7 +85,7 @@ def test_aliases_follow_the_gate_and_the_metric(mlflow_server, model_dir, monkey
     assert registry.alias_version(c, name, "champion") == v1
 
 
-def test_promote_is_all_or_nothing_and_a_failed_audit_needs_force(mlflow_server, model_dir, monkeypatch, tmp_path):
+def test_promote_is_all_or_nothing_and_a_failed_audit_needs_force(mlflow_server, monkeypatch, tmp_path):
     """A failed promote used to move ``previous`` first (the next rollback read "champion 1 -> 1")."""
     from typer.testing import CliRunner
 
@@ -96,7 +96,7 @@ def test_promote_is_all_or_nothing_and_a_failed_audit_needs_force(mlflow_server,
     c = runs.client()
     name = "gf-promote-vae"
     c.create_registered_model(name)  # aliases need versions, not models: no pyfunc is logged here
-    v1, v2 = (c.create_model_version(name, source=str(model_dir)).version for _ in range(2))
+    v1, v2 = (c.create_model_version(name, source="s3://genfoundry-test/bare").version for _ in range(2))
     c.set_model_version_tag(name, v2, "audit.passed", "False")
     c.set_model_version_tag(name, v2, "audit.failed", "fd_l2 = 0.3 > 0.1")
     registry.promote(c, name, v1)
