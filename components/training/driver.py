@@ -12,6 +12,7 @@ import os
 import queue as queue_mod
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,18 +93,31 @@ def resolve_use_gpu(use_gpu: bool | str) -> bool:
     return ray.cluster_resources().get("GPU", 0) > 0
 
 
-def check_resources(train: TrainConfig, *, use_gpu: bool, wait_s: float, poll_s: float = 2.0) -> None:
+def local_resources() -> dict[str, float]:
+    """What a local Ray instance started here would have (``ray.init`` takes every CPU and GPU)."""
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+
+
+def check_resources(
+    train: TrainConfig,
+    *,
+    use_gpu: bool,
+    wait_s: float,
+    poll_s: float = 2.0,
+    resources: Callable[[], dict[str, float]] | None = None,
+) -> None:
     """Fail with one line, before ``fit()``, if the cluster cannot hold the workers: Ray would otherwise wait for
     them forever. A cluster that may grow (an autoscaler; we joined ``RAY_ADDRESS``) gets ``wait_s`` to do so; a
     local instance never grows, so it is checked once."""
     import ray
 
+    resources = resources or ray.cluster_resources
     need = {"CPU": train.num_workers * train.cpus_per_worker}
     if use_gpu:
         need["GPU"] = train.num_workers * train.gpus_per_worker
     deadline = time.monotonic() + wait_s
     while True:
-        have = ray.cluster_resources()
+        have = resources()
         short = {r: n for r, n in need.items() if have.get(r, 0) < n}
         if not short:
             return
@@ -144,6 +158,11 @@ def _train_ray(job: TrainJob, on_event: EventSink | None) -> tuple[GenerativeMod
     import ray.train
     from ray.util.queue import Queue
 
+    if not os.environ.get("RAY_ADDRESS") and not ray.is_initialized():
+        # the local instance init_ray would start gets this machine's CPUs and GPUs: an infeasible request
+        # fails here, before Ray starts (seconds on a small machine)
+        local_gpu = job.train.use_gpu is True or (job.train.use_gpu == "auto" and torch.cuda.device_count() > 0)
+        check_resources(job.train, use_gpu=local_gpu, wait_s=0, resources=local_resources)
     init_ray()
     use_gpu = resolve_use_gpu(job.train.use_gpu)
     check_resources(

@@ -39,7 +39,7 @@ def _params(epochs_b: int = 1) -> dict:
                 "user": {"source": "imagefolder", "path": "data/raw/user"},
             },
         },
-        "features": {"epochs": 2},
+        "features": {"epochs": 2, "simclr": {"epochs": 2}},
         "mlflow": {"experiment": "genfoundry", "model_prefix": "gf"},  # dvc.yaml tracks these sections
         "ray": {"storage_path": "ray_results"},
         "retrain": {"watch": ["data/raw"], "warm_start": True},  # dvc.yaml: train stages read warm_start
