@@ -39,15 +39,6 @@ TINY: dict[str, tuple[dict, DataSpec]] = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (two spin-wait on a shared CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_every_family_in_the_table_has_a_tiny_case_here():
     assert set(TINY) == set(FAMILIES)
 

@@ -11,16 +11,6 @@ from components.models.base import OptimConfig
 from components.models.configs import GPTConfig as Config
 from components.models.gpt import build
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and stay fast when the machine is oversubscribed."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SPEC = DataSpec(name="t", kind="text", shape=(6,), vocab=tuple("abcdefghij"))
 TINY = {"n_layer": 2, "n_head": 2, "n_embd": 32, "dropout": 0.0}
 

@@ -10,16 +10,6 @@ from components.models.base import OptimConfig
 from components.models.configs import PixelCNNConfig as Config
 from components.models.pixelcnn import build, dequantise, quantise
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and stay fast when the machine is oversubscribed."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 SPEC = DataSpec(name="t", kind="image", shape=(1, 6, 5), levels=17)
 TINY = {"dim": 8, "n_layers": 4, "kernel_size": 3, "head_dim": 16}
 

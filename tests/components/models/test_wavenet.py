@@ -20,15 +20,6 @@ AUDIO = DataSpec(name="notes", kind="audio", shape=(1, 48), class_names=("C", "C
 TINY = {"residual_channels": 8, "skip_channels": 8, "dilation_cycles": 2, "layers_per_cycle": 3}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and stay fast when the machine is oversubscribed."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model(spec: DataSpec = AUDIO, **overrides) -> WaveNet:
     torch.manual_seed(0)
     return build(Config(**{**TINY, **overrides}), spec)
