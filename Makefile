@@ -1,4 +1,5 @@
-# genfoundry: `make repro` runs the default pipeline end to end; `make test` runs the test suite.
+# genfoundry: `make repro` runs the default pipeline end to end; `make test` runs the test suite
+# (under 10 minutes on 2 cores); `make test-slow` runs the end-to-end drills (CI runs both).
 # Both create .venv first. TORCH pins the torch build: the default is the CPU wheel this machine kind
 # keeps on disk; on a CUDA machine use e.g. `make repro TORCH="torch==2.13.0"` from a CUDA-enabled index.
 VENV ?= .venv
@@ -6,7 +7,7 @@ TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 ACTIVATE := . $(VENV)/bin/activate &&
 
-.PHONY: setup repro test lint bench clean-runs
+.PHONY: setup repro test test-slow lint bench clean-runs
 
 setup: $(VENV)/.installed
 
@@ -21,7 +22,10 @@ repro: setup
 	$(ACTIVATE) MLFLOW_DISABLE_TELEMETRY=true dvc repro
 
 test: setup
-	$(ACTIVATE) MLFLOW_DISABLE_TELEMETRY=true pytest
+	$(ACTIVATE) MLFLOW_DISABLE_TELEMETRY=true pytest -m "not slow"
+
+test-slow: setup  # full dvc repro of a tiny project, failure drills, ray job submit, Ray Tune (~8 minutes)
+	$(ACTIVATE) MLFLOW_DISABLE_TELEMETRY=true pytest -m slow
 
 lint: setup
 	$(VENV)/bin/ruff check .

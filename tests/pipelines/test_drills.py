@@ -32,6 +32,8 @@ import yaml
 from tests.conftest import ROOT
 from tests.pipelines.conftest import copy_project, init_repo, run_checked
 
+pytestmark = pytest.mark.slow  # end to end: `make test-slow` (CI runs it after `make test`)
+
 BIN = Path(sys.executable).parent
 EPOCHS = 4
 STAGE = "train@vae_d"

@@ -20,6 +20,8 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import ROOT
 from tests.pipelines.conftest import wait_http
 
+pytestmark = pytest.mark.slow  # end to end: `make test-slow` (CI runs it after `make test`)
+
 BIN = Path(sys.executable).parent
 
 

@@ -13,6 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from components.config import load_params
 
+pytestmark = pytest.mark.slow  # end to end: `make test-slow` (CI runs it after `make test`)
+
 PARAMS = """\
 # a tiny search
 prepare:
