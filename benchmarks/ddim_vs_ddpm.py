@@ -1,4 +1,5 @@
-"""DDIM vs DDPM: samples/s and FID of DDPM-1000 and DDIM-{10,25,50,100} from one trained diffusion model.
+"""Diffusion samplers: samples/s and FID of DDPM-1000, DDIM-{10,25,50,100} and DPM-Solver++(2M)-{10,20} from one
+trained diffusion model.
 
     python benchmarks/ddim_vs_ddpm.py --model-dir models/<experiment>      # a trained model (save_trained)
     python benchmarks/ddim_vs_ddpm.py --train-epochs 40 --model '{"dim": 32, "dim_mults": [1, 2], "patch": 2}'
@@ -22,7 +23,8 @@ does not exist, one is trained here with params.yaml's ``features`` recipe and i
 data are the prepare stage's splits in ``--data-root`` (default ``data/prepared``), or, if absent, prepared
 into a temporary folder as the prepare stage does (params.yaml's ``prepare`` section).
 
-Targets (the task's): DDIM-50 at least 15x the samples/s of DDPM-1000 with FID within 10% of it.
+Targets: DDIM-50 at least 15x the samples/s of DDPM-1000 with FID within 10% of it (issue 5); the fast solver
+(DPM-Solver++(2M), arXiv 2211.01095) at <= 20 steps within 10% of DDPM-1000's FID at >= 50x its samples/s (issue 16).
 Writes ``--out``.json and ``--out``.md (default reports/benchmarks/ddim_vs_ddpm, with the platform block of
 benchmarks/_report.py), plus sample grids.
 """
@@ -110,6 +112,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000, help="samples per sampler")
     ap.add_argument("--sample-batch", type=int, default=500)
     ap.add_argument("--ddim-steps", type=int, nargs="+", default=[10, 25, 50, 100])
+    ap.add_argument("--dpm-steps", type=int, nargs="*", default=[10, 20], help="DPM-Solver++(2M) step counts")
     ap.add_argument(
         "--eta", type=float, nargs="+", default=[0.0, 1.0], help="DDIM η values (each with every step count)"
     )
@@ -154,6 +157,7 @@ def main() -> None:
 
     runs = [{"sampler": "ddpm", "steps": model.T, "eta": 1.0}]
     runs += [{"sampler": "ddim", "steps": s, "eta": eta} for eta in args.eta for s in args.ddim_steps]
+    runs += [{"sampler": "dpmpp2m", "steps": s} for s in args.dpm_steps]  # deterministic: no η
     args.out.parent.mkdir(parents=True, exist_ok=True)  # the sample grids
     rows = []
     for r in runs:
@@ -190,6 +194,14 @@ def main() -> None:
         for row in rows
         if row["sampler"] == "ddim" and row["steps"] == 50
     }
+    targets |= {
+        f"dpmpp2m{row['steps']}": {
+            "speedup_ge_50x": row["cpu_speedup_vs_ddpm" if on_cpu else "speedup_vs_ddpm"] >= 50,
+            "fid_within_10pct": row["fid_ratio_vs_ddpm"] <= 1.10,
+        }
+        for row in rows
+        if row["sampler"] == "dpmpp2m" and row["steps"] <= 20
+    }
     if "cuda" in str(args.device):
         device = f"{args.device} ({torch.cuda.get_device_name()})"
     else:  # the CPU model is in the platform block
@@ -215,7 +227,7 @@ def main() -> None:
 
 def markdown(r: dict[str, Any]) -> str:
     lines = [
-        f"# DDIM vs DDPM on {r['dataset']}",
+        f"# Diffusion samplers (DDPM, DDIM, DPM-Solver++) on {r['dataset']}",
         "",
         f"Device: {r['device']}. N = {r['rows'][0]['n']} generated per sampler vs {r['n_real']} real "
         f"({r['reference_split']} split); FID in the domain classifier's features "
@@ -229,7 +241,7 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     for x in r["rows"]:
         lines.append(
-            f"| {x['sampler']} | {x['steps']} | {x['eta']:g} | {x['samples_per_s']:.1f} | "
+            f"| {x['sampler']} | {x['steps']} | {x.get('eta', 0.0):g} | {x['samples_per_s']:.1f} | "
             f"{x['speedup_vs_ddpm']:.1f}x | {x['cpu_speedup_vs_ddpm']:.1f}x | "
             f"{x['fid']:.3f} [{x['fid_ci95'][0]:.3f}, {x['fid_ci95'][1]:.3f}] | "
             f"{x['fid_ratio_vs_ddpm']:.2f} | {x['kid']:.4f} |"

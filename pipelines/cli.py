@@ -169,7 +169,7 @@ def sample(
         None, "-o", "--out", help="PNG for images/points; .wav file or folder for audio (text is printed)"
     ),
     steps: int | None = typer.Option(None, help="sampling steps (diffusion)"),
-    sampler: str | None = typer.Option(None, help="sampler name (diffusion: ddim or ddpm)"),
+    sampler: str | None = typer.Option(None, help="sampler name (diffusion: ddim, ddpm or dpmpp2m)"),
     eta: float | None = typer.Option(None, help="DDIM eta (diffusion)"),
     temperature: float | None = typer.Option(None, help="softmax temperature (autoregressive)"),
 ) -> None:

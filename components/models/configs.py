@@ -66,7 +66,7 @@ class GPTConfig(FamilyConfig):
     bias: bool = True
 
 
-DiffusionSampler = Literal["ddim", "ddpm"]
+DiffusionSampler = Literal["ddim", "ddpm", "dpmpp2m"]  # dpmpp2m: DPM-Solver++(2M), arXiv 2211.01095
 
 
 class DiffusionConfig(FamilyConfig):

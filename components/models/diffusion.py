@@ -398,6 +398,30 @@ class GaussianDiffusion(GenerativeModel):
             x = x + sigma * self._randn(tuple(x.shape), generator)
         return x
 
+    def dpm_solver_step(
+        self, net: nn.Module, x: Tensor, t: int, t_next: int, *, x0_prev: Tensor | None, h_prev: float | None
+    ) -> tuple[Tensor, Tensor, float]:
+        """x_t -> x_{t_next} by DPM-Solver++(2M) (Lu et al. arXiv 2211.01095, Algorithm 2, data prediction).
+
+        With λ = log(α/σ), h = λ_next − λ_t and x̂₀ the model's data prediction, the second-order multistep
+        update is x_next = (σ_next/σ_t) x_t − α_next (e^{−h} − 1) D, where D = (1 + 1/2r) x̂₀_t − (1/2r) x̂₀_prev
+        and r = h_prev / h (eq. 8 and Algorithm 2). The first step (no previous x̂₀) is first order, i.e. DDIM
+        with η = 0; t_next = −1 returns x̂₀ as the DDIM sampler does. Returns (x_next, x̂₀_t, h).
+        """
+        tt = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+        _, x0 = self.predict(net, x, tt)
+        if t_next < 0:
+            return x0, x0, math.inf
+        a, a_next = self._alphas_cumprod[t], self._alphas_cumprod[t_next]
+        lam, lam_next = 0.5 * math.log(a / (1 - a)), 0.5 * math.log(a_next / (1 - a_next))
+        h = lam_next - lam
+        d = x0
+        if x0_prev is not None and h_prev is not None and math.isfinite(h_prev):
+            r = h_prev / h
+            d = (1 + 1 / (2 * r)) * x0 - (1 / (2 * r)) * x0_prev
+        x = math.sqrt((1 - a_next) / (1 - a)) * x - math.sqrt(a_next) * math.expm1(-h) * d
+        return x, x0, h
+
     @torch.no_grad()
     def sample(
         self,
@@ -410,21 +434,22 @@ class GaussianDiffusion(GenerativeModel):
         use_ema: bool | None = None,
         **unknown: Any,
     ) -> Tensor:
-        """``n`` samples in data space: DDPM ancestral sampling (all T steps) or DDIM (``steps``, ``eta``).
+        """``n`` samples in data space: DDPM ancestral sampling (all T steps), DDIM (``steps``, ``eta``) or
+        DPM-Solver++(2M) (``steps``; deterministic, ``eta`` does not apply).
 
         Unset options take the config's defaults (``sampler``, ``sampling_steps``, ``eta``, ``use_ema``).
         """
         reject_options("diffusion", unknown, ("sampler", "steps", "eta", "use_ema"))
         sampler = sampler or self.config.sampler
-        if sampler not in ("ddim", "ddpm"):
-            raise ConfigError(f"diffusion.sample: expected sampler 'ddim' or 'ddpm', got {sampler!r}")
+        if sampler not in ("ddim", "ddpm", "dpmpp2m"):
+            raise ConfigError(f"diffusion.sample: expected sampler 'ddim', 'ddpm' or 'dpmpp2m', got {sampler!r}")
         steps = self.T if sampler == "ddpm" else (steps or self.config.sampling_steps)
         eta = self.config.eta if eta is None else eta
         use_ema = self.config.use_ema if use_ema is None else use_ema
         self._last_sampling = {
             "sampler": sampler,
             "steps": steps,
-            "eta": eta if sampler == "ddim" else 1.0,
+            "eta": {"ddim": eta, "ddpm": 1.0}.get(sampler, 0.0),  # DPM-Solver++(2M) is deterministic
             "ema": use_ema,
         }
         net = self._denoiser(use_ema)
@@ -433,9 +458,13 @@ class GaussianDiffusion(GenerativeModel):
             if sampler == "ddpm":
                 for t in reversed(range(self.T)):
                     x = self.ddpm_step(net, x, t, generator)
-            else:
+            elif sampler == "ddim":
                 for t, t_next in self._ddim_times(steps):
                     x = self.ddim_step(net, x, t, t_next, eta=eta, generator=generator)
+            else:
+                x0_prev, h_prev = None, None
+                for t, t_next in self._ddim_times(steps):
+                    x, x0_prev, h_prev = self.dpm_solver_step(net, x, t, t_next, x0_prev=x0_prev, h_prev=h_prev)
         return self.from_model_space(x)
 
     def sampler_defaults(self) -> dict[str, Any]:
@@ -449,7 +478,7 @@ class GaussianDiffusion(GenerativeModel):
         info = self._last_sampling or {
             "sampler": c.sampler,
             "steps": self.T if c.sampler == "ddpm" else c.sampling_steps,
-            "eta": c.eta if c.sampler == "ddim" else 1.0,
+            "eta": {"ddim": c.eta, "ddpm": 1.0}.get(c.sampler, 0.0),
             "ema": c.use_ema,
         }
         return {**info, "timesteps": self.T, "schedule": c.schedule, "objective": c.objective}

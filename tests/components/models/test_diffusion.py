@@ -185,9 +185,48 @@ def test_ddim_variance_at_eta1_is_the_posterior_variance():
     assert sigma2 == pytest.approx(m.posterior_variance[t].item(), rel=1e-4)
 
 
+class GaussianOracle(nn.Module):
+    """The exact v-prediction for data x₀ ~ N(μ, s²) per coordinate: E[x₀ | x_t] is linear in x_t."""
+
+    def __init__(self, m: GaussianDiffusion, *, mu: float, s: float):
+        super().__init__()
+        self.a, self.sig = m.sqrt_alphas_cumprod.double(), m.sqrt_one_minus_alphas_cumprod.double()
+        self.mu, self.s = mu, s
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # x (B, D), t (B,) -> v (B, D)
+        a, sig, x = self.a[t][:, None], self.sig[t][:, None], x.double()
+        x0 = self.mu + a * self.s**2 * (x - a * self.mu) / (a**2 * self.s**2 + sig**2)
+        return (a * (x - a * x0) / sig - sig * x0).float()  # v = α ε − σ x₀
+
+
+def test_dpm_solver_follows_the_probability_flow_ode_closer_than_ddim():
+    # Known answer: for Gaussian data the probability-flow ODE keeps each sample's z-score, so from x_T the
+    # exact trajectory reaches x_t = α_t μ + √(α_t² s² + σ_t²) z; both samplers end with x̂₀ of their last grid
+    # time. DPM-Solver++(2M) (arXiv 2211.01095) is second order: at 10 and 20 steps it must be far closer.
+    mu, s = 0.7, 0.3
+    m = points_model(timesteps=1000, objective="v")
+    m.ema = GaussianOracle(m, mu=mu, s=s)
+    x_T = torch.randn((256, 2), generator=torch.Generator().manual_seed(0)).double()
+    a, sig = m.sqrt_alphas_cumprod.double(), m.sqrt_one_minus_alphas_cumprod.double()
+    errors = {}
+    for steps in (10, 20, 1000):
+        t = m._ddim_times(steps)[-1][0]
+        z = (x_T - a[-1] * mu) / (a[-1] ** 2 * s**2 + sig[-1] ** 2).sqrt()
+        x_t = a[t] * mu + (a[t] ** 2 * s**2 + sig[t] ** 2).sqrt() * z
+        exact = mu + a[t] * s**2 * (x_t - a[t] * mu) / (a[t] ** 2 * s**2 + sig[t] ** 2)
+        for sampler in ("ddim", "dpmpp2m"):
+            out = m.sample(256, generator=torch.Generator().manual_seed(0), sampler=sampler, steps=steps)
+            errors[sampler, steps] = (out.double() - exact).abs().max().item()
+    for steps in (10, 20):  # measured: 0.0082 vs 0.10 and 0.016 vs 0.085
+        assert errors["dpmpp2m", steps] < errors["ddim", steps] / 4, errors
+    assert errors["dpmpp2m", 1000] < 1e-3 and errors["ddim", 1000] < 1e-2, errors
+    assert m.sampler_info()["eta"] == 0.0 and m.sampler_info()["sampler"] == "dpmpp2m"
+
+
 def test_sample_options_are_validated():
     m = image_model()
-    with pytest.raises(ConfigError, match="^diffusion.sample: expected sampler 'ddim' or 'ddpm', got 'euler'"):
+    expected = "^diffusion.sample: expected sampler 'ddim', 'ddpm' or 'dpmpp2m', got 'euler'"
+    with pytest.raises(ConfigError, match=expected):
         m.sample(2, sampler="euler")
     with pytest.raises(ConfigError, match="^diffusion.sample: expected 1 <= steps <= timesteps = 20, got 21"):
         m.sample(2, steps=21)
