@@ -24,6 +24,7 @@ class VAEConfig(FamilyConfig):
 
 
 GANLoss = Literal["ns", "hinge", "wgan-gp"]
+DiffAugment = Literal["color", "translation", "cutout"]
 
 
 class GANConfig(FamilyConfig):
@@ -48,6 +49,15 @@ class GANConfig(FamilyConfig):
     lr_g: PositiveFloat | None = Field(None, description="generator learning rate (default: train.lr)")
     betas: tuple[float, float] | None = Field(None, description="Adam betas (default: train.betas)")
     init_std: PositiveFloat | None = Field(0.02, description="N(0, std) weight init; None: PyTorch default")
+    # small-data recipes (images); all off by default
+    diffaugment: tuple[DiffAugment, ...] = Field(
+        (), description="DiffAugment policy (arXiv 2006.10738) for reals and fakes before D, e.g. [translation, cutout]"
+    )
+    r1_gamma: float = Field(0.0, ge=0, description="R1 penalty weight γ: γ/2·E||∇D(x_real)||² (arXiv 1801.04406)")
+    ema_decay: float | None = Field(
+        None, gt=0, lt=1, description="EMA of the generator's weights, used for sampling (arXiv 1806.04498)"
+    )
+    ema_start: int = Field(0, ge=0, description="generator steps during which the EMA just copies the weights")
 
 
 class PixelCNNConfig(FamilyConfig):

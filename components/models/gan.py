@@ -6,6 +6,9 @@
 - WGAN-GP: Gulrajani et al., arXiv 1704.00028.
 - Spectral normalisation: Miyato et al., arXiv 1802.05957.
 - Packing (PacGAN): Lin et al., arXiv 1712.04086; the discriminator judges m samples at once.
+- Small data: DiffAugment (Zhao et al., arXiv 2006.10738), the R1 penalty (Mescheder et al., arXiv 1801.04406),
+  an EMA of the generator's weights for sampling (Yazıcı et al., arXiv 1806.04498) and two learning rates
+  (TTUR, Heusel et al., arXiv 1706.08500: ``lr_d`` / ``lr_g``).
 
 Training alternates ``d_steps`` discriminator steps with one generator step, each with its own optimiser;
 the generator and the discriminator are wrapped for data parallelism separately (see
@@ -14,6 +17,7 @@ the generator and the discriminator are wrapped for data parallelism separately 
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -64,6 +68,68 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
         x_hat = (eps * real + (1 - eps) * fake).detach().requires_grad_(True)
         (grads,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     return (grads.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+
+def r1_penalty(critic: nn.Module, real: Tensor) -> Tensor:
+    """R1 = E[||∇_x D(x)||²] on real (packed) inputs (Mescheder et al., arXiv 1801.04406, eq. 9; weight γ/2)."""
+    with torch.enable_grad(), autocast(real, False):  # float32: bf16 second derivatives are coarse
+        x = real.float().detach().requires_grad_(True)
+        (grads,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    return grads.flatten(1).pow(2).sum(1).mean()
+
+
+# ------------------------------------------------------------------------------------ DiffAugment
+
+
+def diff_augment(x: Tensor, policy: tuple[str, ...]) -> Tensor:
+    """Random differentiable transforms of images in [0, 1], (B, C, H, W), applied to reals *and* fakes before
+    every discriminator call, in D's and in G's step (DiffAugment, Zhao et al. arXiv 2006.10738 §3.2), so D
+    never sees an un-augmented image and G's gradient flows through the same transform. The policies follow
+    the paper's code: color (brightness ±0.5, saturation ×[0, 2], contrast ×[0.5, 1.5], in [-1, 1] units),
+    translation (up to 1/8 of the size) and cutout (a square of half the size). Deviation: translation and
+    cutout fill with 0 of [0, 1] (the digits' black background), not 0 of [-1, 1] (mid-grey)."""
+    for name in policy:
+        x = _AUGMENTS[name](x)
+    return x
+
+
+def _rand(x: Tensor) -> Tensor:
+    return torch.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype)  # (B, 1, 1, 1)
+
+
+def _color(x: Tensor) -> Tensor:
+    x = x + (_rand(x) - 0.5) / 2  # brightness ±0.5 in [-1, 1] units = ±0.25 here
+    if x.shape[1] == 3:  # saturation: grey images have none
+        mean = x.mean(dim=1, keepdim=True)
+        x = (x - mean) * (_rand(x) * 2) + mean
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - mean) * (_rand(x) + 0.5) + mean  # contrast
+
+
+def _translation(x: Tensor, ratio: float = 0.125) -> Tensor:
+    b, _, h, w = x.shape
+    sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    dy = torch.randint(-sh, sh + 1, (b, 1), device=x.device)  # (B, 1)
+    dx = torch.randint(-sw, sw + 1, (b, 1), device=x.device)
+    rows = torch.arange(h, device=x.device)[None] + sh - dy  # (B, H): out[r] = in[r - dy]
+    cols = torch.arange(w, device=x.device)[None] + sw - dx  # (B, W)
+    padded = F.pad(x, (sw, sw, sh, sh)).permute(0, 2, 3, 1)  # (B, H + 2sh, W + 2sw, C)
+    batch = torch.arange(b, device=x.device)[:, None, None]  # (B, 1, 1)
+    return padded[batch, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)  # (B, C, H, W)
+
+
+def _cutout(x: Tensor, ratio: float = 0.5) -> Tensor:
+    b, _, h, w = x.shape
+    ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    cy = torch.randint(0, h + (1 - ch % 2), (b, 1), device=x.device) - ch // 2  # (B, 1) top edge
+    cx = torch.randint(0, w + (1 - cw % 2), (b, 1), device=x.device) - cw // 2
+    r, c = torch.arange(h, device=x.device)[None], torch.arange(w, device=x.device)[None]  # (1, H), (1, W)
+    in_r, in_c = (r >= cy) & (r < cy + ch), (c >= cx) & (c < cx + cw)  # (B, H), (B, W)
+    keep = ~(in_r[:, :, None] & in_c[:, None, :])  # (B, H, W)
+    return x * keep[:, None].to(x.dtype)
+
+
+_AUGMENTS = {"color": _color, "translation": _translation, "cutout": _cutout}
 
 
 def pack_samples(x: Tensor, m: int) -> Tensor:
@@ -276,16 +342,23 @@ class GAN(GenerativeModel):
         if config.init_std is not None:
             _init_weights(self.generator, config.init_std)
             _init_weights(self.discriminator, config.init_std)
+        if config.ema_decay is not None:  # saved as g_ema.*; DDP ignores it (no grad)
+            self.g_ema = copy.deepcopy(self.generator).requires_grad_(False)
+            self.register_buffer("g_steps", torch.zeros((), dtype=torch.long))
 
     def noise(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Latent codes z ~ N(0, I), (n, latent_dim), on the model's device."""
         z = torch.randn(n, self.cfg.latent_dim, generator=generator)
         return z.to(next(self.parameters()).device)
 
+    def _augment(self, x: Tensor) -> Tensor:
+        return diff_augment(x, self.cfg.diffaugment) if self.cfg.diffaugment else x
+
     def _d_objective(self, d: nn.Module, real: Tensor, fake: Tensor) -> dict[str, Tensor]:
-        """Discriminator loss on packed reals and fakes; one forward of ``d`` over everything it judges."""
+        """Discriminator loss on packed (augmented) reals and fakes; one forward of ``d`` over both."""
         m = self.cfg.pack
-        real_p, fake_p = pack_samples(real, m), pack_samples(fake, m)  # (B // m, m * C, ...)
+        real_p = pack_samples(self._augment(real), m)  # (B // m, m * C, ...)
+        fake_p = pack_samples(self._augment(fake), m)
         logits = d(torch.cat([real_p, fake_p])).float()  # (2 * B // m,)
         real_l, fake_l = logits.chunk(2)
         loss = discriminator_loss(self.cfg.loss, real_l, fake_l)
@@ -293,6 +366,9 @@ class GAN(GenerativeModel):
         if self.cfg.loss == "wgan-gp":
             out["penalty"] = gradient_penalty(d, real_p, fake_p)
             out["loss_d"] = loss + self.cfg.gp_weight * out["penalty"]
+        if self.cfg.r1_gamma > 0:
+            out["r1"] = r1_penalty(d, real_p)
+            out["loss_d"] = out["loss_d"] + self.cfg.r1_gamma / 2 * out["r1"]
         return out
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
@@ -300,8 +376,28 @@ class GAN(GenerativeModel):
         real = batch[0]
         fake = self.generator(self.noise(real.shape[0]))
         out = self._d_objective(self.discriminator, real, fake.detach())
-        out["loss_g"] = generator_loss(self.cfg.loss, self.discriminator(pack_samples(fake, self.cfg.pack)))
+        logits = self.discriminator(pack_samples(self._augment(fake), self.cfg.pack))
+        out["loss_g"] = generator_loss(self.cfg.loss, logits)
         return {"loss": out["loss_d"] + out["loss_g"], **out}
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """Generator EMA: θ_ema ← d·θ_ema + (1−d)·θ after each generator step, a copy for the first
+        ``ema_start`` steps; BatchNorm's running statistics are copied (as StyleGAN's Gs does)."""
+        if self.cfg.ema_decay is None:
+            return
+        self.g_steps += 1
+        weight = torch.where(self.g_steps <= self.cfg.ema_start, 1.0, 1.0 - self.cfg.ema_decay)
+        for p_ema, p in zip(self.g_ema.parameters(), self.generator.parameters(), strict=True):
+            p_ema.lerp_(p, weight.to(p.dtype))
+        for b_ema, b in zip(self.g_ema.buffers(), self.generator.buffers(), strict=True):
+            b_ema.copy_(b)
+
+    def _sampling_generator(self, use_ema: bool | None) -> nn.Module:
+        ema = self.cfg.ema_decay is not None if use_ema is None else use_ema
+        if ema and self.cfg.ema_decay is None:
+            raise ConfigError("gan.sample: expected use_ema only for a model trained with ema_decay, got use_ema=True")
+        return self.g_ema if ema else self.generator
 
     def make_train_step(self, *, wrap: Wrap, optim: OptimConfig) -> TrainStep:
         """Alternating updates: ``d_steps`` discriminator steps, then one generator step.
@@ -338,7 +434,8 @@ class GAN(GenerativeModel):
 
             with autocast(real, optim.amp):
                 fake = g(self.noise(n))  # (n, ...)
-                loss_g = generator_loss(cfg.loss, self.discriminator(pack_samples(fake, cfg.pack)).float())
+                logits = self.discriminator(pack_samples(self._augment(fake), cfg.pack)).float()
+                loss_g = generator_loss(cfg.loss, logits)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             out["grad_norm_g"] = grad_norm(self.generator.parameters(), optim.grad_clip)
@@ -355,10 +452,11 @@ class GAN(GenerativeModel):
         """``n`` samples (images in [0, 1] or points), drawn in chunks of ``batch_size`` (default 500) with
         BatchNorm's running statistics, so a sample does not depend on the others in its chunk."""
         batch_size = int(options.pop("batch_size", 500))
-        reject_options("gan", options, ("batch_size",))
+        net = self._sampling_generator(options.pop("use_ema", None))
+        reject_options("gan", options, ("batch_size", "use_ema"))
         z = self.noise(n, generator=generator)  # (n, latent_dim)
-        with eval_mode(self.generator):
-            return torch.cat([self.generator(zc) for zc in z.split(batch_size)]).float()
+        with eval_mode(net):
+            return torch.cat([net(zc) for zc in z.split(batch_size)]).float()
 
     @torch.no_grad()
     def evaluation_figures(self, real: Batch, *, generator: torch.Generator) -> dict[str, Tensor]:
@@ -368,15 +466,17 @@ class GAN(GenerativeModel):
         z0, z1 = self.noise(8, generator=generator), self.noise(8, generator=generator)  # (8, latent)
         t = torch.linspace(0, 1, 8, device=z0.device)[None, :, None]  # (1, 8, 1)
         z = (z0[:, None] * (1 - t) + z1[:, None] * t).flatten(0, 1)  # (64, latent)
-        with eval_mode(self.generator):
-            return {"latent_interpolation": self.generator(z).float()}
+        net = self._sampling_generator(None)
+        with eval_mode(net):
+            return {"latent_interpolation": net(z).float()}
 
     def sampler_info(self) -> dict[str, Any]:
         return {
             "sampler": "generator forward pass",
             "latent": f"N(0, I_{self.cfg.latent_dim})",
             "batchnorm": "running statistics",
-            "ema": False,
+            "ema": self.cfg.ema_decay is not None,
+            "diffaugment": list(self.cfg.diffaugment),
         }
 
 
@@ -388,4 +488,6 @@ def build(config: GANConfig, spec: DataSpec) -> GAN:
         raise ConfigError(f"gan: expected images of shape (C, H, W) with H, W >= 4, got {spec.shape} ({spec.name})")
     if spec.kind not in ("image", "points"):
         raise ConfigError(f"gan: expected an 'image' or 'points' dataset, got kind {spec.kind!r} ({spec.name})")
+    if config.diffaugment and spec.kind != "image":
+        raise ConfigError(f"gan: expected diffaugment only for images, got it for {spec.kind} ({spec.name})")
     return GAN(spec=spec, config=config)

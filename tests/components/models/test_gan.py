@@ -21,10 +21,12 @@ from components.models.gan import (
     GAN,
     FourierFeatures,
     build,
+    diff_augment,
     discriminator_loss,
     generator_loss,
     gradient_penalty,
     pack_samples,
+    r1_penalty,
 )
 
 POINTS = DataSpec(name="grid", kind="points", shape=(2,))
@@ -127,6 +129,10 @@ def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
         (image_spec(1, 8, 8), {"loss": "ns", "pack": 2}),
         (image_spec(1, 8, 8), {"loss": "hinge", "spectral_norm": True}),
         (image_spec(1, 8, 8), {"loss": "wgan-gp"}),
+        (
+            image_spec(1, 8, 8),
+            {"loss": "hinge", "diffaugment": ["color", "translation", "cutout"], "r1_gamma": 1.0, "ema_decay": 0.9},
+        ),
     ],
 )
 def test_step_updates_each_network_only_with_its_own_optimizer(spec: DataSpec, extra: dict) -> None:
@@ -160,9 +166,59 @@ def test_step_updates_each_network_only_with_its_own_optimizer(spec: DataSpec, e
     assert calls == {"d": extra.get("d_steps", 1), "g": 1}
     assert not _same(g0, _snapshot(model.generator)) and not _same(d0, _snapshot(model.discriminator))
     expected = {"loss", "loss_d", "loss_g", "grad_norm_d", "grad_norm_g", "d_real", "d_fake"}
-    assert set(logs) == expected | ({"penalty"} if extra["loss"] == "wgan-gp" else set())
+    expected |= {"penalty"} if extra["loss"] == "wgan-gp" else set()
+    assert set(logs) == expected | ({"r1"} if extra.get("r1_gamma") else set())
     assert all(v.dim() == 0 and torch.isfinite(v) and not v.requires_grad for v in logs.values())
     assert logs["loss"].item() == pytest.approx(logs["loss_d"].item() + logs["loss_g"].item(), rel=1e-5)
+
+
+def test_r1_penalty_of_a_linear_critic() -> None:
+    critic = nn.Linear(4, 1, bias=False)
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[1.0, 2.0, 0.0, -2.0]]))  # ∇D = w everywhere: R1 = ||w||² = 9
+    assert r1_penalty(lambda x: critic(x).squeeze(-1), torch.randn(16, 4)).item() == pytest.approx(9.0)
+
+
+def test_diffaugment_translation_and_cutout_move_and_hide_pixels_differentiably() -> None:
+    torch.manual_seed(0)
+    x = torch.zeros(64, 1, 16, 16)
+    x[:, :, 8, 8] = 1.0  # one bright pixel
+    moved = diff_augment(x, ("translation",))  # shifts of at most 16 / 8 = 2 pixels, zero fill
+    pos = moved.flatten(1).argmax(1)
+    dy, dx = pos // 16 - 8, pos % 16 - 8
+    assert torch.equal(moved.flatten(1).sum(1), torch.ones(64))  # the pixel stays inside: nothing lost
+    assert (
+        dy.abs().max() == 2
+        and dx.abs().max() == 2
+        and len({(a, b) for a, b in zip(dy.tolist(), dx.tolist(), strict=True)}) > 15
+    )
+    ones = torch.ones(64, 1, 16, 16)
+    hidden = 256 - diff_augment(ones, ("cutout",)).flatten(1).sum(1)  # an 8x8 square, clipped at the edges
+    assert hidden.max() == 64 and hidden.min() >= 16 and (hidden == 64).float().mean() > 0.2
+    x = torch.rand(8, 3, 16, 16, requires_grad=True)
+    diff_augment(x, ("color", "translation", "cutout")).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0  # G's gradient flows through the transform
+
+
+def test_generator_ema_is_used_for_sampling_and_saved() -> None:
+    torch.manual_seed(0)
+    model = build(Config(**TINY, ema_decay=0.5, ema_start=1), image_spec(1, 8, 8))
+    step = model.make_train_step(wrap=identity, optim=OptimConfig(lr=1e-2))
+    x = (torch.rand(8, 1, 8, 8), torch.full((8,), -1))
+    step(x)  # step 1 <= ema_start: a copy
+    assert _same(_snapshot(model.g_ema), _snapshot(model.generator))
+    before, g_before = _snapshot(model.g_ema), _snapshot(model.generator)
+    step(x)
+    expected = [0.5 * e + 0.5 * g for e, g in zip(before, _snapshot(model.generator), strict=True)]
+    assert all(torch.allclose(a, b) for a, b in zip(_snapshot(model.g_ema), expected, strict=True))
+    assert not _same(g_before, _snapshot(model.generator))
+    seeded = lambda **kw: model.sample(4, generator=torch.Generator().manual_seed(1), **kw)  # noqa: E731
+    assert torch.equal(seeded(), seeded(use_ema=True)) and not torch.equal(seeded(), seeded(use_ema=False))
+    assert any(k.startswith("g_ema.") for k in model.state_dict()) and model.sampler_info()["ema"] is True
+    plain = build(Config(**TINY), image_spec(1, 8, 8))
+    with pytest.raises(ConfigError, match="^gan.sample: expected use_ema only for a model trained with ema_decay"):
+        plain.sample(2, use_ema=True)
+    assert not any(k.startswith("g_ema.") for k in plain.state_dict())
 
 
 def test_forward_returns_both_losses_without_updating() -> None:
@@ -207,6 +263,10 @@ def test_config_and_build_errors() -> None:
         build(Config(), DataSpec(name="t", kind="text", shape=(12,)))
     with pytest.raises(ConfigError, match="H, W >= 4"):
         build(Config(), image_spec(1, 2, 2))
+    with pytest.raises(ValidationError):
+        Config(diffaugment=["mixup"])
+    with pytest.raises(ConfigError, match=r"^gan: expected diffaugment only for images, got it for points \(grid\)"):
+        build(Config(diffaugment=["translation"]), POINTS)
     assert isinstance(build(Config(), image_spec(1, 8, 8)), GAN)
 
 
@@ -215,6 +275,7 @@ def test_config_and_build_errors() -> None:
 DDP_CASES = [
     {"loss": "ns", "pack": 2, "d_steps": 2},
     {"loss": "wgan-gp", "spectral_norm": True, "fourier": 4},
+    {"loss": "hinge", "r1_gamma": 1.0, "ema_decay": 0.9},  # R1's double backward through DDP; the EMA in sync
 ]
 
 
