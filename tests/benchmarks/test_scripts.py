@@ -49,3 +49,39 @@ def test_pipeline_profile_names_stages():
     assert stage_of(["python", "-m", "pipelines.report", "leaderboard"]) == "report"
     assert stage_of(["python", "-m", "pipelines.prepare"]) == "prepare"
     assert stage_of(["python", "x.py"]) is None
+
+
+def test_collect_pipeline_copies_every_experiments_reports(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from components.config import load_params
+    from tests.conftest import ROOT
+
+    shutil.copyfile(ROOT / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)
+    experiments = load_params().experiments
+    for key, exp in experiments.items():
+        (tmp_path / "reports" / key / "eval").mkdir(parents=True)
+        for name in ("train.json", "eval_details.json", "audit_details.json", "registry.json"):
+            (tmp_path / "reports" / key / name).write_text(json.dumps({"file": name, "exp": key}))
+        (tmp_path / "reports" / key / "eval" / "samples.png").write_bytes(b"png " + key.encode())
+        if exp.family == "wavenet":
+            for i in range(12):  # sample_10 sorts after sample_9: numeric order
+                (tmp_path / "reports" / key / "eval" / f"sample_{i}.wav").write_bytes(f"wav{i}".encode())
+    (tmp_path / "reports" / "leaderboard.md").write_text("# board\n")
+    board = load_script("collect_pipeline").collect(tmp_path / "out", wavs=3)
+    assert list(board) == list(experiments)
+    saved = json.loads((tmp_path / "out" / "pipeline_leaderboard.json").read_text())
+    key = next(iter(experiments))
+    assert saved[key]["eval"] == {"file": "eval_details.json", "exp": key} and saved[key]["family"]
+    assert (tmp_path / "out" / "pipeline" / f"{key}_samples.png").read_bytes() == b"png " + key.encode()
+    audio = [k for k, e in experiments.items() if e.family == "wavenet"]
+    for k in audio:
+        assert [(tmp_path / "out" / "audio" / f"{k}_{i}.wav").read_bytes() for i in range(3)] == [
+            b"wav0",
+            b"wav1",
+            b"wav2",
+        ]
+        assert not (tmp_path / "out" / "audio" / f"{k}_3.wav").exists()
+    assert (tmp_path / "out" / "pipeline_leaderboard.md").read_text() == "# board\n"
