@@ -103,6 +103,7 @@ class DiffusionConfig(FamilyConfig):
 
 
 WaveNetSampler = Literal["cached", "naive"]
+WaveNetInput = Literal["embedding", "scalar"]
 
 
 class WaveNetConfig(FamilyConfig):
@@ -116,6 +117,11 @@ class WaveNetConfig(FamilyConfig):
     kernel_size: int = Field(2, ge=2, le=8, description="taps of each causal dilated convolution")
     mu: int = Field(255, ge=1, le=1023, description="mu-law companding: a softmax over mu + 1 levels")
     conditional: bool = Field(False, description="global conditioning on the class label (§2.5)")
+    input: WaveNetInput = Field(
+        "embedding",
+        description="what a layer sees of each past sample: embedding: a learned vector per mu-law level (the "
+        "paper's one-hot times a matrix); scalar: a linear map of the level's companded value and amplitude",
+    )
     train_crop: PositiveInt | None = Field(
         None, description="train on windows of this many samples (half of the batches from the clip's start)"
     )

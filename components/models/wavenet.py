@@ -114,6 +114,7 @@ class StepCache:
     slot ``τ mod reach`` holds the input at time τ (zeros before t = 0, like the convs' padding)."""
 
     queues: list[Tensor]
+    table: Tensor
     weights: list[tuple]
     conds: list[Tensor | None]
     head: tuple[Tensor, Tensor, Tensor, Tensor]
@@ -122,8 +123,12 @@ class StepCache:
 class WaveNetNet(nn.Module):
     """mu-law levels (B, T) -> logits (B, Q, T) of each sample given the samples before it.
 
-    The input of position t is the embedding of level t − 1 (zeros at t = 0): the one-hot input of the paper
-    times a learned matrix, shifted by one so that no layer ever sees the sample it predicts.
+    The input of position t is the vector of level t − 1 (zeros at t = 0), shifted by one so that no layer ever
+    sees the sample it predicts. ``input="embedding"``: a learned vector per level (the one-hot input of the
+    paper times a learned matrix); ``input="scalar"``: a learned linear map (R × 2, and a bias) of the level's
+    companded value 2l/mu − 1 and its amplitude mu_law_decode(l), so that neighbouring levels get neighbouring
+    inputs from the start (as implementations with a scalar input do, e.g. NSynth's WaveNet, arXiv 1704.01279).
+    Both are a table (Q, R) looked up per sample, the same in the parallel pass and the cached step.
     """
 
     def __init__(
@@ -136,11 +141,21 @@ class WaveNetNet(nn.Module):
         layers_per_cycle: int,
         kernel_size: int,
         num_classes: int = 0,
+        input: str = "embedding",
     ):
         super().__init__()
         R, S = residual_channels, skip_channels
         self.levels, self.residual = levels, R
-        self.embedding = nn.Embedding(levels, R)
+        self.embedding = nn.Embedding(levels, R) if input == "embedding" else None
+        if input == "scalar":
+            mu = levels - 1
+            f = 2 * torch.arange(levels, dtype=torch.float32) / mu - 1  # the companded value of each level
+            self.register_buffer(
+                "level_features", torch.stack([f, mu_law_decode(torch.arange(levels), mu)], 1), persistent=False
+            )
+            self.input_map = nn.Linear(2, R)
+        elif input != "embedding":
+            raise ValueError(f"WaveNetNet: expected input 'embedding' or 'scalar', got {input!r}")
         dilations = [2**i for _ in range(dilation_cycles) for i in range(layers_per_cycle)]  # 1, 2, 4, .., 1, 2, ..
         self.layers = nn.ModuleList(
             ResidualLayer(residual=R, skip=S, dilation=d, kernel_size=kernel_size) for d in dilations
@@ -149,6 +164,12 @@ class WaveNetNet(nn.Module):
         self.cond = nn.Embedding(num_classes, len(dilations) * 2 * R) if num_classes else None  # V_k, every layer
         #: previous samples the prediction of one sample depends on
         self.receptive_field = sum(layer.reach for layer in self.layers) + 1
+
+    def input_table(self) -> Tensor:
+        """The input vector (Q, R) of every level."""
+        if self.embedding is not None:
+            return self.embedding.weight
+        return self.input_map(self.level_features)
 
     def conditioning(self, labels: Tensor | None) -> list[Tensor | None]:
         """Each layer's global bias (B, 2R) from class ``labels`` (B,); Nones for an unconditional net."""
@@ -159,7 +180,7 @@ class WaveNetNet(nn.Module):
         return list(self.cond(labels).view(len(labels), len(self.layers), 2 * self.residual).unbind(1))
 
     def forward(self, idx: Tensor, labels: Tensor | None = None) -> Tensor:
-        x = self.embedding(idx).transpose(1, 2)  # (B, R, T)
+        x = F.embedding(idx, self.input_table()).transpose(1, 2)  # (B, R, T)
         x = F.pad(x, (1, 0))[..., :-1]  # position t sees level t − 1: causal in the samples
         skips: Tensor | int = 0
         for layer, c in zip(self.layers, self.conditioning(labels), strict=True):
@@ -171,9 +192,10 @@ class WaveNetNet(nn.Module):
     # past ones were computed at earlier steps and wait in the layer's queue.
 
     def start_cache(self, n: int, labels: Tensor | None) -> StepCache:
-        p = self.embedding.weight
+        p = self.head[1].weight
         return StepCache(
             queues=[p.new_zeros(layer.reach, n, self.residual) for layer in self.layers],
+            table=self.input_table(),
             weights=[layer.step_weights() for layer in self.layers],
             conds=self.conditioning(labels),
             head=(self.head[1].weight[..., 0], self.head[1].bias, self.head[3].weight[..., 0], self.head[3].bias),
@@ -183,7 +205,7 @@ class WaveNetNet(nn.Module):
         """Logits (B, Q) of sample ``t`` from level ``prev`` (B,) of sample t − 1 (None at t = 0); updates the
         queues with this step's layer inputs."""
         n = cache.queues[0].shape[1]
-        x = self.embedding(prev) if prev is not None else cache.queues[0].new_zeros(n, self.residual)  # (B, R)
+        x = F.embedding(prev, cache.table) if prev is not None else cache.table.new_zeros(n, self.residual)  # (B, R)
         skips: Tensor | int = 0
         for layer, queue, w, c in zip(self.layers, cache.queues, cache.weights, cache.conds, strict=True):
             d, L = layer.dilation, layer.reach
@@ -215,6 +237,7 @@ class WaveNet(GenerativeModel):
             layers_per_cycle=config.layers_per_cycle,
             kernel_size=config.kernel_size,
             num_classes=self.num_classes,
+            input=config.input,
         )
         self._last_sampling: dict[str, Any] | None = None
 
@@ -275,7 +298,7 @@ class WaveNet(GenerativeModel):
         temperature = self.config.temperature if temperature is None else float(temperature)
         if not temperature > 0:
             raise ConfigError(f"wavenet.sample: expected temperature > 0, got {temperature}")
-        device = self.net.embedding.weight.device
+        device = self.net.head[1].weight.device
         y, source = self._sample_labels(n, labels, generator, device)
         with eval_mode(self):
             run = self._cached if sampler == "cached" else self._naive
@@ -307,7 +330,7 @@ class WaveNet(GenerativeModel):
 
     def _naive(self, n: int, y: Tensor | None, generator: torch.Generator | None, temperature: float) -> Tensor:
         """Each sample reruns the whole net over the receptive field before it (the last position's logits)."""
-        idx = torch.zeros((n, self.length), dtype=torch.long, device=self.net.embedding.weight.device)
+        idx = torch.zeros((n, self.length), dtype=torch.long, device=self.net.head[1].weight.device)
         rf = self.net.receptive_field
         for t in range(self.length):
             window = idx[:, max(0, t - rf) : t + 1]  # the level at t itself is never seen (causal shift)
@@ -316,7 +339,7 @@ class WaveNet(GenerativeModel):
 
     def _cached(self, n: int, y: Tensor | None, generator: torch.Generator | None, temperature: float) -> Tensor:
         """Fast WaveNet: O(layers) per sample from the layers' queues (arXiv 1611.09482 Alg. 1)."""
-        idx = torch.zeros((n, self.length), dtype=torch.long, device=self.net.embedding.weight.device)
+        idx = torch.zeros((n, self.length), dtype=torch.long, device=self.net.head[1].weight.device)
         cache = self.net.start_cache(n, y)
         prev = None
         for t in range(self.length):

@@ -42,9 +42,9 @@ def _sharpen(model: WaveNet) -> WaveNet:
 # -- the network
 
 
-@pytest.mark.parametrize("kernel_size", [2, 3])
-def test_logits_at_t_ignore_the_sample_at_t_and_after_and_see_the_receptive_field(kernel_size):
-    model = _sharpen(_model(kernel_size=kernel_size, conditional=True))
+@pytest.mark.parametrize(("kernel_size", "input"), [(2, "embedding"), (3, "embedding"), (2, "scalar")])
+def test_logits_at_t_ignore_the_sample_at_t_and_after_and_see_the_receptive_field(kernel_size, input):
+    model = _sharpen(_model(kernel_size=kernel_size, conditional=True, input=input))
     net, rf, T = model.net, model.net.receptive_field, 48
     assert rf == 2 * (1 + 2 + 4) * (kernel_size - 1) + 1 and rf < T
     idx = torch.randint(0, 256, (2, T), generator=torch.Generator().manual_seed(1))
@@ -77,9 +77,18 @@ def test_the_cached_step_matches_the_full_forward(kernel_size):
         torch.testing.assert_close(step, full[..., t], rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize(("conditional", "kernel_size"), [(False, 2), (True, 2), (True, 3)])
-def test_cached_and_naive_sampling_draw_identical_clips(conditional, kernel_size):
-    model = _sharpen(_model(conditional=conditional, kernel_size=kernel_size))
+@pytest.mark.parametrize(
+    ("conditional", "kernel_size", "input"),
+    [
+        (False, 2, "embedding"),
+        (True, 2, "embedding"),
+        (True, 3, "embedding"),
+        (True, 2, "scalar"),
+        (False, 3, "scalar"),
+    ],
+)
+def test_cached_and_naive_sampling_draw_identical_clips(conditional, kernel_size, input):
+    model = _sharpen(_model(conditional=conditional, kernel_size=kernel_size, input=input))
     a = model.sample(3, generator=torch.Generator().manual_seed(5), sampler="cached")
     b = model.sample(3, generator=torch.Generator().manual_seed(5), sampler="naive")
     assert torch.equal(a, b)
