@@ -252,19 +252,25 @@ class WaveNet(GenerativeModel):
             )
         return y.long()
 
-    def nll_nats(self, batch: Batch) -> Tensor:
-        """Mean NLL per sample in nats of clips (B, 1, T) in [-1, 1], mu-law quantised."""
+    def nll_nats(self, batch: Batch, *, context: int = 0) -> Tensor:
+        """Mean NLL per sample in nats of clips (B, 1, T) in [-1, 1], mu-law quantised; the first ``context``
+        samples are only seen, not scored."""
         idx = mu_law_encode(batch[0][:, 0], self.mu)  # (B, T)
-        return F.cross_entropy(self.net(idx, self._labels(batch)), idx)  # logits (B, Q, T)
+        logits = self.net(idx, self._labels(batch))  # (B, Q, T)
+        return F.cross_entropy(logits[..., context:], idx[:, context:])
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         crop = self.config.train_crop
+        context = 0
         if self.training and crop and crop < batch[0].shape[-1]:
             # one window for the whole batch: half the time the clip's start (the model must learn the onset
-            # from silence, where sampling begins), else anywhere (global RNG: seeded per rank by the loop)
+            # from silence, where sampling begins), else anywhere (global RNG: seeded per rank by the loop).
+            # A window inside the clip brings the receptive field before it as unscored context: zeros there
+            # would teach the model notes that start at full level out of silence, which no clip does.
             start = 0 if torch.rand(()) < 0.5 else int(torch.randint(0, batch[0].shape[-1] - crop + 1, ()))
-            batch = (batch[0][..., start : start + crop], *batch[1:])
-        loss = self.nll_nats(batch)
+            context = min(start, self.net.receptive_field - 1)
+            batch = (batch[0][..., start - context : start + crop], *batch[1:])
+        loss = self.nll_nats(batch, context=context)
         return {"loss": loss, "bits_per_sample": loss.detach() / math.log(2)}
 
     @torch.no_grad()

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from components.data.spec import DataSpec
@@ -178,3 +179,23 @@ def test_mu_law_inverts_at_every_level_and_compands():
     small, large = (mu_law_decode(mu_law_encode(v)) - v for v in (torch.tensor(0.01), torch.tensor(0.9)))
     assert abs(small) < 1e-3 < abs(large) < 0.02  # finer steps near 0 (§2.2)
     assert torch.equal(mu_law_encode(np.array([0.5])), mu_law_encode(torch.tensor([0.5])))
+
+
+def test_a_train_crop_inside_the_clip_sees_the_receptive_field_before_it_and_scores_only_the_window():
+    spec = DataSpec(name="notes", kind="audio", shape=(1, 96), class_names=("C", "C#", "D"))
+    model = _sharpen(_model(spec, conditional=True, train_crop=32)).train()
+    x, y = _batch(3, spec)
+    idx = mu_law_encode(x[:, 0])
+    full = model.net(idx, y)  # (B, Q, T): every position with its whole receptive field
+
+    def window(seed: int) -> int:  # the start the forward draws from the global RNG after manual_seed(seed)
+        torch.manual_seed(seed)
+        return 0 if torch.rand(()) < 0.5 else int(torch.randint(0, 96 - 32 + 1, ()))
+
+    inside = next(s for s in range(100) if window(s) >= model.net.receptive_field)
+    at_zero = next(s for s in range(100) if window(s) == 0)
+    for seed in (inside, at_zero):
+        start = window(seed)
+        want = F.cross_entropy(full[..., start : start + 32], idx[:, start : start + 32])
+        torch.manual_seed(seed)
+        torch.testing.assert_close(model((x, y))["loss"], want, rtol=1e-5, atol=1e-6)
