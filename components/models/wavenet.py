@@ -239,6 +239,8 @@ class WaveNet(GenerativeModel):
             num_classes=self.num_classes,
             input=config.input,
         )
+        if self.num_classes:  # the training labels seen, per class: the shares the sampler draws labels at
+            self.register_buffer("label_counts", torch.zeros(self.num_classes, dtype=torch.long))
         self._last_sampling: dict[str, Any] | None = None
 
     def _labels(self, batch: Batch) -> Tensor | None:
@@ -270,6 +272,8 @@ class WaveNet(GenerativeModel):
             start = 0 if torch.rand(()) < 0.5 else int(torch.randint(0, batch[0].shape[-1] - crop + 1, ()))
             context = min(start, self.net.receptive_field - 1)
             batch = (batch[0][..., start - context : start + crop], *batch[1:])
+        if self.training and self.num_classes:
+            self.label_counts += torch.bincount(self._labels(batch), minlength=self.num_classes)
         loss = self.nll_nats(batch, context=context)
         return {"loss": loss, "bits_per_sample": loss.detach() / math.log(2)}
 
@@ -295,7 +299,10 @@ class WaveNet(GenerativeModel):
         """``n`` clips (n, 1, T) in [-1, 1], drawn sample by sample.
 
         ``labels`` (a conditional model only): one class for all clips (an int) or one per clip (n,); unset,
-        they are drawn uniformly from ``generator`` before the first sample. Unset options take the config's.
+        they are drawn from ``generator`` before the first sample at the shares of the labels the model was
+        trained on (``label_counts``), stratified: class k gets floor(n p_k) clips and the remaining ones go
+        to classes drawn in proportion to the remainders n p_k − floor(n p_k), in a random order; uniformly
+        for a model that has seen no labels. Unset options take the config's.
         """
         reject_options("wavenet", unknown, ("sampler", "temperature", "labels"))
         sampler = sampler or self.config.sampler
@@ -324,7 +331,10 @@ class WaveNet(GenerativeModel):
             return None, "none (unconditional)"
         if labels is None:
             g_device = generator.device if generator is not None else device
-            return torch.randint(self.num_classes, (n,), generator=generator, device=g_device).to(device), "uniform"
+            counts = self.label_counts.to(g_device)
+            if counts.sum() == 0:
+                return torch.randint(self.num_classes, (n,), generator=generator, device=g_device).to(device), "uniform"
+            return stratified_labels(n, counts / counts.sum(), generator).to(device), "training label shares"
         y = torch.as_tensor(labels, dtype=torch.long, device=device).reshape(-1)
         y = y.expand(n) if y.numel() == 1 else y
         if y.numel() != n or (y < 0).any() or (y >= self.num_classes).any():
@@ -372,6 +382,20 @@ class WaveNet(GenerativeModel):
             "receptive_field_samples": self.net.receptive_field,
             "mu_law_levels": self.mu + 1,
         }
+
+
+def stratified_labels(n: int, shares: Tensor, generator: torch.Generator | None) -> Tensor:
+    """``n`` labels (n,) at ``shares`` (K,): floor(n p_k) of class k, the rest drawn without replacement in
+    proportion to the remainders, then shuffled; all from ``generator`` (on its device)."""
+    want = n * shares.double()
+    counts = (want + 1e-9).floor().long()  # 10 of 120 at 1/12 despite round-off
+    rest = n - int(counts.sum())
+    if rest > 0:
+        frac = (want - counts).clamp_min(0)
+        frac = frac if frac.sum() > 0 else shares.double()
+        counts[torch.multinomial(frac, rest, replacement=False, generator=generator)] += 1
+    y = torch.repeat_interleave(torch.arange(len(shares), device=shares.device), counts)
+    return y[torch.randperm(n, generator=generator, device=shares.device)]
 
 
 def spectrogram_image(clips: Tensor, *, n_fft: int = 256, hop: int = 64, floor_db: float = -80.0) -> Tensor:

@@ -140,6 +140,26 @@ def test_labels_condition_the_samples_and_are_checked():
         model((_batch()[0], torch.tensor([0, 1, -1, 2])))
 
 
+def test_unset_labels_follow_the_training_labels_shares_stratified_and_both_samplers_agree():
+    model = _sharpen(_model(conditional=True)).train()
+    x, _ = _batch(8)
+    model((x, torch.tensor([0, 0, 0, 0, 0, 0, 1, 2])))  # shares 3/4, 1/8, 1/8
+    assert model.label_counts.tolist() == [6, 1, 1]
+    model.eval()
+    with torch.no_grad():
+        model((x, torch.zeros(8, dtype=torch.long)))  # evaluation passes count nothing
+    assert model.label_counts.tolist() == [6, 1, 1]
+    g = lambda: torch.Generator().manual_seed(4)  # noqa: E731
+    y, source = model._sample_labels(16, None, g(), torch.device("cpu"))
+    assert source == "training label shares" and torch.bincount(y, minlength=3).tolist() == [12, 2, 2]
+    y, _ = model._sample_labels(6, None, g(), torch.device("cpu"))  # 4.5, 0.75, 0.75: 4 + 1 + 1 more
+    assert torch.bincount(y, minlength=3)[0] >= 4 and len(y) == 6
+    a = model.sample(3, generator=g(), sampler="cached")
+    assert torch.equal(a, model.sample(3, generator=g(), sampler="naive"))
+    assert model.sampler_info()["labels"] == "training label shares"
+    assert "label_counts" in model.state_dict()  # saved with the weights: the evaluate stage samples at them
+
+
 def test_bad_sampler_options_and_datasets_are_config_errors():
     model = _model()
     with pytest.raises(ConfigError, match=r"^wavenet\.sample: expected sampler 'cached' or 'naive', got 'fast'"):
