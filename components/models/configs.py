@@ -127,4 +127,9 @@ class WaveNetConfig(FamilyConfig):
     )
     # sampling defaults (evaluate.sampler and sample(**options) override them)
     sampler: WaveNetSampler = Field("cached", description="cached: Fast WaveNet queues; naive: recompute")
-    temperature: PositiveFloat = Field(1.0, description="softmax temperature of each sample's draw")
+    temperature: PositiveFloat = Field(
+        1.0,
+        description="softmax temperature of each sample's draw (default 1: the model's own distribution); below 1 "
+        "sharpens it, as FFTNet's conditional sampling multiplies the logits of voiced sounds by a constant c "
+        "(Jin et al., ICASSP 2018; c = 1 / temperature)",
+    )
