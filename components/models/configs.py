@@ -113,6 +113,7 @@ class DiffusionConfig(FamilyConfig):
 
 
 WaveNetSampler = Literal["cached", "naive"]
+WaveNetInput = Literal["embedding", "scalar"]
 
 
 class WaveNetConfig(FamilyConfig):
@@ -126,9 +127,19 @@ class WaveNetConfig(FamilyConfig):
     kernel_size: int = Field(2, ge=2, le=8, description="taps of each causal dilated convolution")
     mu: int = Field(255, ge=1, le=1023, description="mu-law companding: a softmax over mu + 1 levels")
     conditional: bool = Field(False, description="global conditioning on the class label (§2.5)")
+    input: WaveNetInput = Field(
+        "embedding",
+        description="what a layer sees of each past sample: embedding: a learned vector per mu-law level (the "
+        "paper's one-hot times a matrix); scalar: a linear map of the level's companded value and amplitude",
+    )
     train_crop: PositiveInt | None = Field(
         None, description="train on windows of this many samples (half of the batches from the clip's start)"
     )
     # sampling defaults (evaluate.sampler and sample(**options) override them)
     sampler: WaveNetSampler = Field("cached", description="cached: Fast WaveNet queues; naive: recompute")
-    temperature: PositiveFloat = Field(1.0, description="softmax temperature of each sample's draw")
+    temperature: PositiveFloat = Field(
+        1.0,
+        description="softmax temperature of each sample's draw (default 1: the model's own distribution); below 1 "
+        "sharpens it, as FFTNet's conditional sampling multiplies the logits of voiced sounds by a constant c "
+        "(Jin et al., ICASSP 2018; c = 1 / temperature)",
+    )

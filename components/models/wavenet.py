@@ -114,6 +114,7 @@ class StepCache:
     slot ``τ mod reach`` holds the input at time τ (zeros before t = 0, like the convs' padding)."""
 
     queues: list[Tensor]
+    table: Tensor
     weights: list[tuple]
     conds: list[Tensor | None]
     head: tuple[Tensor, Tensor, Tensor, Tensor]
@@ -122,8 +123,12 @@ class StepCache:
 class WaveNetNet(nn.Module):
     """mu-law levels (B, T) -> logits (B, Q, T) of each sample given the samples before it.
 
-    The input of position t is the embedding of level t − 1 (zeros at t = 0): the one-hot input of the paper
-    times a learned matrix, shifted by one so that no layer ever sees the sample it predicts.
+    The input of position t is the vector of level t − 1 (zeros at t = 0), shifted by one so that no layer ever
+    sees the sample it predicts. ``input="embedding"``: a learned vector per level (the one-hot input of the
+    paper times a learned matrix); ``input="scalar"``: a learned linear map (R × 2, and a bias) of the level's
+    companded value 2l/mu − 1 and its amplitude mu_law_decode(l), so that neighbouring levels get neighbouring
+    inputs from the start (as implementations with a scalar input do, e.g. NSynth's WaveNet, arXiv 1704.01279).
+    Both are a table (Q, R) looked up per sample, the same in the parallel pass and the cached step.
     """
 
     def __init__(
@@ -136,11 +141,21 @@ class WaveNetNet(nn.Module):
         layers_per_cycle: int,
         kernel_size: int,
         num_classes: int = 0,
+        input: str = "embedding",
     ):
         super().__init__()
         R, S = residual_channels, skip_channels
         self.levels, self.residual = levels, R
-        self.embedding = nn.Embedding(levels, R)
+        self.embedding = nn.Embedding(levels, R) if input == "embedding" else None
+        if input == "scalar":
+            mu = levels - 1
+            f = 2 * torch.arange(levels, dtype=torch.float32) / mu - 1  # the companded value of each level
+            self.register_buffer(
+                "level_features", torch.stack([f, mu_law_decode(torch.arange(levels), mu)], 1), persistent=False
+            )
+            self.input_map = nn.Linear(2, R)
+        elif input != "embedding":
+            raise ValueError(f"WaveNetNet: expected input 'embedding' or 'scalar', got {input!r}")
         dilations = [2**i for _ in range(dilation_cycles) for i in range(layers_per_cycle)]  # 1, 2, 4, .., 1, 2, ..
         self.layers = nn.ModuleList(
             ResidualLayer(residual=R, skip=S, dilation=d, kernel_size=kernel_size) for d in dilations
@@ -149,6 +164,12 @@ class WaveNetNet(nn.Module):
         self.cond = nn.Embedding(num_classes, len(dilations) * 2 * R) if num_classes else None  # V_k, every layer
         #: previous samples the prediction of one sample depends on
         self.receptive_field = sum(layer.reach for layer in self.layers) + 1
+
+    def input_table(self) -> Tensor:
+        """The input vector (Q, R) of every level."""
+        if self.embedding is not None:
+            return self.embedding.weight
+        return self.input_map(self.level_features)
 
     def conditioning(self, labels: Tensor | None) -> list[Tensor | None]:
         """Each layer's global bias (B, 2R) from class ``labels`` (B,); Nones for an unconditional net."""
@@ -159,7 +180,7 @@ class WaveNetNet(nn.Module):
         return list(self.cond(labels).view(len(labels), len(self.layers), 2 * self.residual).unbind(1))
 
     def forward(self, idx: Tensor, labels: Tensor | None = None) -> Tensor:
-        x = self.embedding(idx).transpose(1, 2)  # (B, R, T)
+        x = F.embedding(idx, self.input_table()).transpose(1, 2)  # (B, R, T)
         x = F.pad(x, (1, 0))[..., :-1]  # position t sees level t − 1: causal in the samples
         skips: Tensor | int = 0
         for layer, c in zip(self.layers, self.conditioning(labels), strict=True):
@@ -171,9 +192,10 @@ class WaveNetNet(nn.Module):
     # past ones were computed at earlier steps and wait in the layer's queue.
 
     def start_cache(self, n: int, labels: Tensor | None) -> StepCache:
-        p = self.embedding.weight
+        p = self.head[1].weight
         return StepCache(
             queues=[p.new_zeros(layer.reach, n, self.residual) for layer in self.layers],
+            table=self.input_table(),
             weights=[layer.step_weights() for layer in self.layers],
             conds=self.conditioning(labels),
             head=(self.head[1].weight[..., 0], self.head[1].bias, self.head[3].weight[..., 0], self.head[3].bias),
@@ -183,7 +205,7 @@ class WaveNetNet(nn.Module):
         """Logits (B, Q) of sample ``t`` from level ``prev`` (B,) of sample t − 1 (None at t = 0); updates the
         queues with this step's layer inputs."""
         n = cache.queues[0].shape[1]
-        x = self.embedding(prev) if prev is not None else cache.queues[0].new_zeros(n, self.residual)  # (B, R)
+        x = F.embedding(prev, cache.table) if prev is not None else cache.table.new_zeros(n, self.residual)  # (B, R)
         skips: Tensor | int = 0
         for layer, queue, w, c in zip(self.layers, cache.queues, cache.weights, cache.conds, strict=True):
             d, L = layer.dilation, layer.reach
@@ -215,7 +237,10 @@ class WaveNet(GenerativeModel):
             layers_per_cycle=config.layers_per_cycle,
             kernel_size=config.kernel_size,
             num_classes=self.num_classes,
+            input=config.input,
         )
+        if self.num_classes:  # the training labels seen, per class: the shares the sampler draws labels at
+            self.register_buffer("label_counts", torch.zeros(self.num_classes, dtype=torch.long))
         self._last_sampling: dict[str, Any] | None = None
 
     def _labels(self, batch: Batch) -> Tensor | None:
@@ -229,19 +254,27 @@ class WaveNet(GenerativeModel):
             )
         return y.long()
 
-    def nll_nats(self, batch: Batch) -> Tensor:
-        """Mean NLL per sample in nats of clips (B, 1, T) in [-1, 1], mu-law quantised."""
+    def nll_nats(self, batch: Batch, *, context: int = 0) -> Tensor:
+        """Mean NLL per sample in nats of clips (B, 1, T) in [-1, 1], mu-law quantised; the first ``context``
+        samples are only seen, not scored."""
         idx = mu_law_encode(batch[0][:, 0], self.mu)  # (B, T)
-        return F.cross_entropy(self.net(idx, self._labels(batch)), idx)  # logits (B, Q, T)
+        logits = self.net(idx, self._labels(batch))  # (B, Q, T)
+        return F.cross_entropy(logits[..., context:], idx[:, context:])
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         crop = self.config.train_crop
+        context = 0
         if self.training and crop and crop < batch[0].shape[-1]:
             # one window for the whole batch: half the time the clip's start (the model must learn the onset
-            # from silence, where sampling begins), else anywhere (global RNG: seeded per rank by the loop)
+            # from silence, where sampling begins), else anywhere (global RNG: seeded per rank by the loop).
+            # A window inside the clip brings the receptive field before it as unscored context: zeros there
+            # would teach the model notes that start at full level out of silence, which no clip does.
             start = 0 if torch.rand(()) < 0.5 else int(torch.randint(0, batch[0].shape[-1] - crop + 1, ()))
-            batch = (batch[0][..., start : start + crop], *batch[1:])
-        loss = self.nll_nats(batch)
+            context = min(start, self.net.receptive_field - 1)
+            batch = (batch[0][..., start - context : start + crop], *batch[1:])
+        if self.training and self.num_classes:
+            self.label_counts += torch.bincount(self._labels(batch), minlength=self.num_classes)
+        loss = self.nll_nats(batch, context=context)
         return {"loss": loss, "bits_per_sample": loss.detach() / math.log(2)}
 
     @torch.no_grad()
@@ -266,7 +299,10 @@ class WaveNet(GenerativeModel):
         """``n`` clips (n, 1, T) in [-1, 1], drawn sample by sample.
 
         ``labels`` (a conditional model only): one class for all clips (an int) or one per clip (n,); unset,
-        they are drawn uniformly from ``generator`` before the first sample. Unset options take the config's.
+        they are drawn from ``generator`` before the first sample at the shares of the labels the model was
+        trained on (``label_counts``), stratified: class k gets floor(n p_k) clips and the remaining ones go
+        to classes drawn in proportion to the remainders n p_k − floor(n p_k), in a random order; uniformly
+        for a model that has seen no labels. Unset options take the config's.
         """
         reject_options("wavenet", unknown, ("sampler", "temperature", "labels"))
         sampler = sampler or self.config.sampler
@@ -275,7 +311,7 @@ class WaveNet(GenerativeModel):
         temperature = self.config.temperature if temperature is None else float(temperature)
         if not temperature > 0:
             raise ConfigError(f"wavenet.sample: expected temperature > 0, got {temperature}")
-        device = self.net.embedding.weight.device
+        device = self.net.head[1].weight.device
         y, source = self._sample_labels(n, labels, generator, device)
         with eval_mode(self):
             run = self._cached if sampler == "cached" else self._naive
@@ -295,7 +331,10 @@ class WaveNet(GenerativeModel):
             return None, "none (unconditional)"
         if labels is None:
             g_device = generator.device if generator is not None else device
-            return torch.randint(self.num_classes, (n,), generator=generator, device=g_device).to(device), "uniform"
+            counts = self.label_counts.to(g_device)
+            if counts.sum() == 0:
+                return torch.randint(self.num_classes, (n,), generator=generator, device=g_device).to(device), "uniform"
+            return stratified_labels(n, counts / counts.sum(), generator).to(device), "training label shares"
         y = torch.as_tensor(labels, dtype=torch.long, device=device).reshape(-1)
         y = y.expand(n) if y.numel() == 1 else y
         if y.numel() != n or (y < 0).any() or (y >= self.num_classes).any():
@@ -307,7 +346,7 @@ class WaveNet(GenerativeModel):
 
     def _naive(self, n: int, y: Tensor | None, generator: torch.Generator | None, temperature: float) -> Tensor:
         """Each sample reruns the whole net over the receptive field before it (the last position's logits)."""
-        idx = torch.zeros((n, self.length), dtype=torch.long, device=self.net.embedding.weight.device)
+        idx = torch.zeros((n, self.length), dtype=torch.long, device=self.net.head[1].weight.device)
         rf = self.net.receptive_field
         for t in range(self.length):
             window = idx[:, max(0, t - rf) : t + 1]  # the level at t itself is never seen (causal shift)
@@ -316,7 +355,7 @@ class WaveNet(GenerativeModel):
 
     def _cached(self, n: int, y: Tensor | None, generator: torch.Generator | None, temperature: float) -> Tensor:
         """Fast WaveNet: O(layers) per sample from the layers' queues (arXiv 1611.09482 Alg. 1)."""
-        idx = torch.zeros((n, self.length), dtype=torch.long, device=self.net.embedding.weight.device)
+        idx = torch.zeros((n, self.length), dtype=torch.long, device=self.net.head[1].weight.device)
         cache = self.net.start_cache(n, y)
         prev = None
         for t in range(self.length):
@@ -343,6 +382,20 @@ class WaveNet(GenerativeModel):
             "receptive_field_samples": self.net.receptive_field,
             "mu_law_levels": self.mu + 1,
         }
+
+
+def stratified_labels(n: int, shares: Tensor, generator: torch.Generator | None) -> Tensor:
+    """``n`` labels (n,) at ``shares`` (K,): floor(n p_k) of class k, the rest drawn without replacement in
+    proportion to the remainders, then shuffled; all from ``generator`` (on its device)."""
+    want = n * shares.double()
+    counts = (want + 1e-9).floor().long()  # 10 of 120 at 1/12 despite round-off
+    rest = n - int(counts.sum())
+    if rest > 0:
+        frac = (want - counts).clamp_min(0)
+        frac = frac if frac.sum() > 0 else shares.double()
+        counts[torch.multinomial(frac, rest, replacement=False, generator=generator)] += 1
+    y = torch.repeat_interleave(torch.arange(len(shares), device=shares.device), counts)
+    return y[torch.randperm(n, generator=generator, device=shares.device)]
 
 
 def spectrogram_image(clips: Tensor, *, n_fft: int = 256, hop: int = 64, floor_db: float = -80.0) -> Tensor:

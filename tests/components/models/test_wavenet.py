@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from components.data.spec import DataSpec
@@ -42,9 +43,9 @@ def _sharpen(model: WaveNet) -> WaveNet:
 # -- the network
 
 
-@pytest.mark.parametrize("kernel_size", [2, 3])
-def test_logits_at_t_ignore_the_sample_at_t_and_after_and_see_the_receptive_field(kernel_size):
-    model = _sharpen(_model(kernel_size=kernel_size, conditional=True))
+@pytest.mark.parametrize(("kernel_size", "input"), [(2, "embedding"), (3, "embedding"), (2, "scalar")])
+def test_logits_at_t_ignore_the_sample_at_t_and_after_and_see_the_receptive_field(kernel_size, input):
+    model = _sharpen(_model(kernel_size=kernel_size, conditional=True, input=input))
     net, rf, T = model.net, model.net.receptive_field, 48
     assert rf == 2 * (1 + 2 + 4) * (kernel_size - 1) + 1 and rf < T
     idx = torch.randint(0, 256, (2, T), generator=torch.Generator().manual_seed(1))
@@ -77,9 +78,18 @@ def test_the_cached_step_matches_the_full_forward(kernel_size):
         torch.testing.assert_close(step, full[..., t], rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize(("conditional", "kernel_size"), [(False, 2), (True, 2), (True, 3)])
-def test_cached_and_naive_sampling_draw_identical_clips(conditional, kernel_size):
-    model = _sharpen(_model(conditional=conditional, kernel_size=kernel_size))
+@pytest.mark.parametrize(
+    ("conditional", "kernel_size", "input"),
+    [
+        (False, 2, "embedding"),
+        (True, 2, "embedding"),
+        (True, 3, "embedding"),
+        (True, 2, "scalar"),
+        (False, 3, "scalar"),
+    ],
+)
+def test_cached_and_naive_sampling_draw_identical_clips(conditional, kernel_size, input):
+    model = _sharpen(_model(conditional=conditional, kernel_size=kernel_size, input=input))
     a = model.sample(3, generator=torch.Generator().manual_seed(5), sampler="cached")
     b = model.sample(3, generator=torch.Generator().manual_seed(5), sampler="naive")
     assert torch.equal(a, b)
@@ -130,6 +140,26 @@ def test_labels_condition_the_samples_and_are_checked():
         model((_batch()[0], torch.tensor([0, 1, -1, 2])))
 
 
+def test_unset_labels_follow_the_training_labels_shares_stratified_and_both_samplers_agree():
+    model = _sharpen(_model(conditional=True)).train()
+    x, _ = _batch(8)
+    model((x, torch.tensor([0, 0, 0, 0, 0, 0, 1, 2])))  # shares 3/4, 1/8, 1/8
+    assert model.label_counts.tolist() == [6, 1, 1]
+    model.eval()
+    with torch.no_grad():
+        model((x, torch.zeros(8, dtype=torch.long)))  # evaluation passes count nothing
+    assert model.label_counts.tolist() == [6, 1, 1]
+    g = lambda: torch.Generator().manual_seed(4)  # noqa: E731
+    y, source = model._sample_labels(16, None, g(), torch.device("cpu"))
+    assert source == "training label shares" and torch.bincount(y, minlength=3).tolist() == [12, 2, 2]
+    y, _ = model._sample_labels(6, None, g(), torch.device("cpu"))  # 4.5, 0.75, 0.75: 4 + 1 + 1 more
+    assert torch.bincount(y, minlength=3)[0] >= 4 and len(y) == 6
+    a = model.sample(3, generator=g(), sampler="cached")
+    assert torch.equal(a, model.sample(3, generator=g(), sampler="naive"))
+    assert model.sampler_info()["labels"] == "training label shares"
+    assert "label_counts" in model.state_dict()  # saved with the weights: the evaluate stage samples at them
+
+
 def test_bad_sampler_options_and_datasets_are_config_errors():
     model = _model()
     with pytest.raises(ConfigError, match=r"^wavenet\.sample: expected sampler 'cached' or 'naive', got 'fast'"):
@@ -169,3 +199,23 @@ def test_mu_law_inverts_at_every_level_and_compands():
     small, large = (mu_law_decode(mu_law_encode(v)) - v for v in (torch.tensor(0.01), torch.tensor(0.9)))
     assert abs(small) < 1e-3 < abs(large) < 0.02  # finer steps near 0 (§2.2)
     assert torch.equal(mu_law_encode(np.array([0.5])), mu_law_encode(torch.tensor([0.5])))
+
+
+def test_a_train_crop_inside_the_clip_sees_the_receptive_field_before_it_and_scores_only_the_window():
+    spec = DataSpec(name="notes", kind="audio", shape=(1, 96), class_names=("C", "C#", "D"))
+    model = _sharpen(_model(spec, conditional=True, train_crop=32)).train()
+    x, y = _batch(3, spec)
+    idx = mu_law_encode(x[:, 0])
+    full = model.net(idx, y)  # (B, Q, T): every position with its whole receptive field
+
+    def window(seed: int) -> int:  # the start the forward draws from the global RNG after manual_seed(seed)
+        torch.manual_seed(seed)
+        return 0 if torch.rand(()) < 0.5 else int(torch.randint(0, 96 - 32 + 1, ()))
+
+    inside = next(s for s in range(100) if window(s) >= model.net.receptive_field)
+    at_zero = next(s for s in range(100) if window(s) == 0)
+    for seed in (inside, at_zero):
+        start = window(seed)
+        want = F.cross_entropy(full[..., start : start + 32], idx[:, start : start + 32])
+        torch.manual_seed(seed)
+        torch.testing.assert_close(model((x, y))["loss"], want, rtol=1e-5, atol=1e-6)
