@@ -17,6 +17,11 @@ def test_steps_to_reach_is_the_first_evaluated_step_at_or_below_the_target():
     assert T.steps_to_reach(curve, 2.0) is None
 
 
+def test_early_stopping_picks_the_lowest_validation_point_and_reports_its_test_value():
+    curve = [(10, 2.5, 2.6), (20, 2.2, 2.4), (30, 2.2, 2.1), (40, 2.4, 2.0)]
+    assert T.early_stopped(curve) == (20, 2.2, 2.4)  # the earliest of equal validation values
+
+
 def test_paired_interval_is_student_t_over_the_seeds():
     r = T.paired_interval([0.1, 0.2, 0.3])
     se = np.std([0.1, 0.2, 0.3], ddof=1) / np.sqrt(3)
