@@ -29,6 +29,7 @@ def experiment(dataset: str, **train) -> dict:
         "dataset": dataset,
         "model": GPT,
         "train": {"epochs": 1, "batch_size": 64, "lr": 0.003, "num_workers": 0, **train},
+        "evaluate": {"n_samples": 200, "batch_size": 100},
         "selection": {"metric": "test_nll_nats_per_char", "mode": "min"},
     }
 
@@ -98,6 +99,24 @@ def test_a_child_starts_from_its_parent_experiment_and_records_the_lineage(proje
     )
     assert np.array_equal(pw["net.blocks.0.attn.c_attn.weight"], cw["net.blocks.0.attn.c_attn.weight"])  # frozen
     assert not np.array_equal(pw["net.blocks.0.mlp.c_fc.weight"], cw["net.blocks.0.mlp.c_fc.weight"])  # trained
+
+
+def test_the_registered_child_carries_its_lineage_to_tags_card_and_leaderboard(project):
+    d, env = project
+    for args in (["evaluate", "gpt_c"], ["audit", "gpt_c"], ["register", "gpt_c"], ["report", "summary", "gpt_c"]):
+        r = subprocess.run([sys.executable, "-m", f"pipelines.{args[0]}", *args[1:]], cwd=d, env=env,
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert r.returncode == 0, (args, r.stderr)
+    parent = json.loads((d / "models" / "gpt_p" / "config.json").read_text())
+    record = json.loads((d / "reports" / "gpt_c" / "registry.json").read_text())
+    assert record["parent"]["model"] == "gpt_p" and record["parent"]["weights_sha256"] == parent["weights_sha256"]
+    c = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    version = c.get_model_version("gf-gpt_c", record["version"])
+    assert version.tags["parent.model"] == "gpt_p" and version.tags["parent.kind"] == "experiment"
+    assert version.tags["parent.weights_sha256"] == parent["weights_sha256"]
+    assert "Initialised from `gpt_p`" in version.description
+    card = Path(c.download_artifacts(version.run_id, f"model_card/v{record['version']}/model_card.md", str(d)))
+    assert "## Lineage" in card.read_text() and parent["weights_sha256"] in card.read_text()
 
 
 def test_a_child_starts_from_a_registered_version(project):
