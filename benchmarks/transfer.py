@@ -1,6 +1,6 @@
 """What pre-training buys: fine-tuned from a pre-trained model vs trained from scratch, same data, same steps.
 
-    nice -n 10 python benchmarks/transfer.py                  # text and images, about 15 min on 2 cores
+    nice -n 10 python benchmarks/transfer.py                  # text and images: 24 min on 2 busy cores (load 4-16)
     python benchmarks/transfer.py --parts text --seeds 0 1 2 # text only
 
 Text: a GPT pre-trained on the US census surnames (88,799, ``surnames`` source), fine-tuned on first names
