@@ -58,8 +58,15 @@ from components.training.transfer import TransferPlan, apply_transfer, plan_for,
 GPT = {"n_layer": 2, "n_head": 4, "n_embd": 64, "dropout": 0.1}
 IMAGE_MODELS: dict[str, dict[str, Any]] = {
     "diffusion": {
-        "model": {"dim": 16, "dim_mults": [1, 2], "patch": 2, "objective": "v", "min_snr_gamma": 5.0,
-                  "ema_decay": 0.99, "eta": 1.0},  # fmt: skip
+        "model": {
+            "dim": 16,
+            "dim_mults": [1, 2],
+            "patch": 2,
+            "objective": "v",
+            "min_snr_gamma": 5.0,
+            "ema_decay": 0.99,
+            "eta": 1.0,
+        },  # fmt: skip
         "lr": 2e-3,
         "betas": (0.9, 0.999),
     },
