@@ -21,7 +21,7 @@ from pydantic import (
 
 from components.data.spec import SOURCE_KINDS
 from components.errors import ConfigError, format_validation_error
-from components.layout import check_name, relative_inside
+from components.layout import NAME, check_name, relative_inside
 from components.metric_names import REPORTED
 from components.models.configs import FamilyConfig
 from components.models.family import FAMILIES, get_family
@@ -34,13 +34,25 @@ class DatasetConfig(Strict):
     source functions in ``components.data``). Setting a limit on a source it does not apply to is refused."""
 
     source: Literal[
-        "digits", "mnist5k", "imagefolder", "npz", "ring8", "grid25", "names", "textfile", "notes", "audiofolder"
+        "digits",
+        "mnist5k",
+        "imagefolder",
+        "npz",
+        "ring8",
+        "grid25",
+        "names",
+        "surnames",
+        "textfile",
+        "notes",
+        "audiofolder",
     ]
     path: str | None = Field(
         None,
         description="user sources (imagefolder, npz, textfile, audiofolder): a file or folder, relative to the project",
     )
-    n_samples: PositiveInt | None = Field(None, description="samples to draw (synthetic sources)")
+    n_samples: PositiveInt | None = Field(
+        None, description="samples to draw (synthetic sources); surnames: the n most frequent"
+    )
     follow_symlinks: bool = Field(
         False, description="user sources: read through symlinks that lead out of 'path' or the project"
     )
@@ -125,6 +137,49 @@ class FeaturesConfig(Strict):
     simclr: SimCLRConfig = SimCLRConfig()
 
 
+SOURCE_FORM = "a source NAME@ALIAS or NAME/VERSION (a registered model) or an experiment's plain name"
+
+
+class InitFromConfig(Strict):
+    """``train.init_from``: start training from another model's weights (transfer learning).
+
+    ``source`` is a registered model (``NAME@ALIAS`` or ``NAME/VERSION``) or another experiment of the same
+    params.yaml (a plain name: its ``models/<experiment>``). A bare string is read as ``{source: ...}``.
+    """
+
+    source: str = Field(description="NAME@ALIAS or NAME/VERSION (registry), or an experiment of this params.yaml")
+    strict: bool = Field(
+        False, description="every parameter must load (same names, same shapes); false: the shape-compatible ones"
+    )
+    load: list[str] = Field(
+        default_factory=list, description="name prefixes of the parameters to load (empty: all that fit)"
+    )
+    freeze: list[str] = Field(
+        default_factory=list, description="name prefixes of loaded parameters kept fixed (e.g. net.wte, net.blocks.0)"
+    )
+    lr_mult: PositiveFloat = Field(1.0, description="learning-rate multiplier of the loaded (unfrozen) parameters")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_source(cls, value: Any) -> Any:
+        return {"source": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _source_form(self) -> InitFromConfig:
+        if self.registered:
+            name, _, ref = self.source.replace("@", "/", 1).partition("/")
+            if not (NAME.match(name) and NAME.match(ref)) or ("/" in self.source and not ref.isdigit()):
+                raise ValueError(SOURCE_FORM)
+        elif not NAME.match(self.source):
+            raise ValueError(SOURCE_FORM)
+        return self
+
+    @property
+    def registered(self) -> bool:
+        """A registered model (``NAME@ALIAS``, ``NAME/VERSION``), not an experiment of this params.yaml."""
+        return "@" in self.source or "/" in self.source
+
+
 class TrainConfig(Strict):
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 64  # per worker
@@ -149,6 +204,13 @@ class TrainConfig(Strict):
         description="a cluster short of the workers' CPUs/GPUs (autoscaling?) gets this long before the stage fails",
     )
     seed: int = 0
+    init_from: InitFromConfig | None = Field(
+        None, description="transfer learning: start from a registered model's or another experiment's weights"
+    )
+
+    def shaping_dump(self) -> dict[str, Any]:
+        """The fields as a dict for run hashes: ``init_from`` only when set (older hashes stay valid)."""
+        return self.model_dump(exclude={"init_from"} if self.init_from is None else set())
 
 
 class EvaluateConfig(Strict):
@@ -258,6 +320,7 @@ class Params(Strict):
             if exp.tune is not None:
                 check_tune_space(key, exp)
             check_selection(key, exp, self.prepare.datasets[exp.dataset].source)
+        check_lineage(self.experiments)
         return self
 
     def experiment(self, key: str) -> ExperimentConfig:
@@ -277,6 +340,39 @@ def check_selection(key: str, exp: ExperimentConfig, source: str) -> None:
             f"experiments.{key}.selection.metric: expected one of {sorted(allowed)} (what evaluate reports for "
             f"a {exp.family} model on {'/'.join(kinds)} data), got {exp.selection.metric!r}"
         )
+
+
+def parents(experiments: dict[str, ExperimentConfig]) -> dict[str, str]:
+    """Experiment -> the experiment of this params.yaml it starts from (``train.init_from``), where it has one."""
+    return {
+        key: exp.train.init_from.source
+        for key, exp in experiments.items()
+        if exp.train.init_from is not None and not exp.train.init_from.registered
+    }
+
+
+def check_lineage(experiments: dict[str, ExperimentConfig]) -> None:
+    """``train.init_from`` naming an experiment: it exists, has the same family, and no chain of them loops."""
+    links = parents(experiments)
+    for key, parent in links.items():
+        where = f"experiments.{key}.train.init_from.source"
+        if parent not in experiments:
+            raise ConfigError(f"{where}: expected an experiment of params.yaml {sorted(experiments)}, got {parent!r}")
+        if experiments[parent].family != experiments[key].family:
+            raise ConfigError(
+                f"{where}: expected an experiment of family {experiments[key].family!r}, got {parent!r} of family "
+                f"{experiments[parent].family!r}"
+            )
+    for start in links:
+        chain, node = [start], links[start]
+        while node in links and node not in chain:
+            chain.append(node)
+            node = links[node]
+        if node in chain:
+            loop = chain[chain.index(node) :] + [node]
+            raise ConfigError(
+                f"experiments.{start}.train.init_from: expected experiments without a cycle, got {' -> '.join(loop)}"
+            )
 
 
 def parse_params(raw: dict[str, Any]) -> Params:

@@ -18,6 +18,7 @@ from components.layout import AUDIT_DETAILS, EVAL_DETAILS, eval_dir, model_dir, 
 from components.models.store import load_trained
 from components.tracking import publish, registry, runs
 from components.tracking.card import card_summary, model_card
+from components.tracking.lineage import lineage_tags
 from pipelines._common import EXPERIMENT, console, experiment_context, stage
 
 app = typer.Typer(add_completion=False)
@@ -62,6 +63,7 @@ def main(experiment: str = EXPERIMENT) -> None:
             "audit.passed": audit["passed"],
             "audit.failed": "; ".join(audit["failed"]),
             **{f"metric.{k}": v for k, v in metrics.items() if isinstance(v, int | float)},
+            **lineage_tags(info),
         }
         grid = eval_dir(experiment) / "samples.png"
         text = eval_dir(experiment) / "samples.txt"
@@ -101,11 +103,21 @@ def main(experiment: str = EXPERIMENT) -> None:
         mode=exp.selection.mode,
         value=float(value),
     )
-    write_json(report_file(experiment, "registry.json"), decision.to_dict())
+    lineage = info.get("init_from")
+    write_json(
+        report_file(experiment, "registry.json"),
+        {**decision.to_dict(), **({"parent": _parent_record(lineage)} if lineage else {})},
+    )
     console.print(
         f"registered [bold]{name}[/] v{version}: {'[green]promoted[/]' if decision.promoted else 'not promoted'}"
         f" — {decision.reason}"
     )
+
+
+def _parent_record(lineage: dict) -> dict:
+    """The parent as registry.json records it (the leaderboard's parent column)."""
+    keys = ("kind", "model", "version", "weights_sha256", "loaded", "frozen")
+    return {k: lineage.get(k) for k in keys}
 
 
 if __name__ == "__main__":

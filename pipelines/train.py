@@ -17,14 +17,17 @@ import typer
 
 from components.config import ExperimentConfig, Params
 from components.data import load_manifest
+from components.errors import ConfigError
 from components.io import write_json, write_text
-from components.layout import DATA, model_dir, report_file
+from components.layout import DATA, MODELS, model_dir, report_file
 from components.models.store import save_trained
 from components.tracking import runs
 from components.tracking.champion import WarmStart
 from components.tracking.epochs import MlflowEpochLog
+from components.tracking.lineage import Parent
 from components.training.driver import storage_path, train
-from components.training.job import TrainJob, run_identity
+from components.training.job import TrainJob, Transfer, run_identity
+from components.training.transfer import TransferPlan
 from pipelines._common import EXPERIMENT, console, params, progress_bar, stage
 
 app = typer.Typer(add_completion=False)
@@ -38,14 +41,15 @@ def main(experiment: str = EXPERIMENT) -> None:
     root = Path.cwd()
     manifest = load_manifest(DATA, exp.dataset)
     c = runs.client(root)
-    warm = _warm_start(p, experiment, exp) if p.retrain.warm_start else None
+    parent, transfer, plan = _init_from(experiment, exp) if exp.train.init_from else (None, None, None)
+    warm = _warm_start(p, experiment, exp) if p.retrain.warm_start and parent is None else None
     key_hash, run_key = run_identity(
         experiment=experiment,
         family=exp.family,
         model=exp.model,
         train=exp.train,
         data_sha256=manifest["sha256"],
-        init_sha256=warm.weights_sha256 if warm and warm.weights else None,
+        init_sha256=parent.weights_sha256 if parent else warm.weights_sha256 if warm and warm.weights else None,
     )
     tags = runs.train_tags(
         root,
@@ -57,6 +61,8 @@ def main(experiment: str = EXPERIMENT) -> None:
     )
     if warm:
         tags["warm_start"] = warm.source if warm.weights else f"no: {warm.reason}"
+    if parent:
+        tags.update(parent.tags())
     run_id = runs.find_or_create_run(
         c, runs.ensure_experiment(c, p.mlflow.experiment, root), run_key, run_name=experiment, tags=tags
     )
@@ -76,6 +82,7 @@ def main(experiment: str = EXPERIMENT) -> None:
         storage_path=storage_path(p.ray.storage_path, root),
         epoch_log=MlflowEpochLog(c.tracking_uri, run_id),
         init_weights=warm.weights if warm else None,
+        transfer=transfer,
     )
     t0 = time.time()
     try:
@@ -83,7 +90,8 @@ def main(experiment: str = EXPERIMENT) -> None:
             model, state = train(job, on_event=on_event)
         wall = time.time() - t0
         info = _save(experiment, exp, model, state, wall, run_id=run_id, run_key=run_key, key_hash=key_hash,
-                     data_sha256=manifest["sha256"], warm=warm)  # fmt: skip
+                     data_sha256=manifest["sha256"], warm=warm,
+                     lineage={**parent.record(), **plan.summary()} if parent and plan else None)  # fmt: skip
     except KeyboardInterrupt:  # Ctrl-C: the run is resumable, the rerun continues it
         c.set_terminated(run_id, status="KILLED")
         raise
@@ -113,6 +121,7 @@ def _save(
     key_hash: str,
     data_sha256: str,
     warm: WarmStart | None,
+    lineage: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """models/<experiment>/ (safetensors + config.json), reports/<experiment>/train.json and its history."""
     info = save_trained(
@@ -130,15 +139,59 @@ def _save(
             "epochs": state.epoch,
             "num_workers": exp.train.num_workers,
             **({"warm_start": warm.to_dict()} if warm else {}),
+            **({"init_from": lineage} if lineage else {}),
         },
     )
     final = {k: v for k, v in state.history[-1].items() if k != "epoch"} if state.history else {}
     write_json(
         report_file(experiment, "train.json"),
-        {"epochs": state.epoch, "wall_seconds": round(wall, 1), "num_workers": exp.train.num_workers, **final},
+        {
+            "epochs": state.epoch,
+            "wall_seconds": round(wall, 1),
+            "num_workers": exp.train.num_workers,
+            **final,
+            **({"init_from": lineage} if lineage else {}),
+        },
     )
     write_text(report_file(experiment, "train_history.csv"), _csv(state.history))
     return info
+
+
+def _init_from(experiment: str, exp: ExperimentConfig) -> tuple[Parent, Transfer, TransferPlan]:
+    """``train.init_from``: the parent's weights, checked against this experiment's model (family, strict
+    loading, load and freeze prefixes) before any run starts; one line on any mismatch."""
+    from components.data import load_spec
+    from components.models import build_model
+    from components.tracking.lineage import check_family, from_experiment, from_registry
+    from components.training.transfer import plan_for, read_weights
+
+    init = exp.train.init_from
+    assert init is not None
+    if init.registered:
+        parent = from_registry(init.source)
+    else:
+        parent = from_experiment(MODELS, init.source, child=experiment)
+    check_family(parent, exp.family, child=experiment)
+    transfer = Transfer(
+        weights=parent.weights,
+        strict=init.strict,
+        load=tuple(init.load),
+        freeze=tuple(init.freeze),
+        lr_mult=init.lr_mult,
+    )
+    model = build_model(exp.family, exp.family_config, load_spec(DATA, exp.dataset))
+    try:
+        plan = plan_for(model, read_weights(parent.weights), strict=init.strict, load=transfer.load,
+                        freeze=transfer.freeze)  # fmt: skip
+    except ConfigError as e:
+        raise ConfigError(f"experiments.{experiment}.{e} (parent {parent.label()}); nothing trained") from None
+    skipped = f"; not loaded: {', '.join(sorted(plan.skipped))}" if plan.skipped else ""
+    console.print(
+        f"init [bold]{experiment}[/] from {parent.label()} (sha256 {parent.weights_sha256[:12]}): "
+        f"{len(plan.loaded)} tensors loaded, {len(plan.frozen)} frozen{skipped}",
+        soft_wrap=True,
+    )
+    return parent, transfer, plan
 
 
 def _warm_start(p: Params, experiment: str, exp: ExperimentConfig) -> WarmStart:

@@ -13,7 +13,7 @@ from components.config import read_yaml
 from components.errors import ConfigError
 from components.io import write_json
 from components.layout import PARAMS, REPORTS
-from components.orchestration.dag import missing_params
+from components.orchestration.dag import lineage_problems, missing_params
 from pipelines._common import console, params, stage
 
 app = typer.Typer(add_completion=False)
@@ -26,7 +26,8 @@ def main() -> None:
     """Validate params.yaml against its schema and against what dvc.yaml's stages track."""
     p = params()
     dvc = read_yaml(PARAMS.with_name("dvc.yaml"))
-    missing = missing_params(dvc if isinstance(dvc, dict) else {}, read_yaml(PARAMS))
+    raw = read_yaml(PARAMS)
+    missing = missing_params(dvc if isinstance(dvc, dict) else {}, raw) + lineage_problems(raw)
     if missing:
         raise ConfigError(missing[0] + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     write_json(OUT, {"params.yaml": "valid"})

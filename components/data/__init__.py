@@ -33,6 +33,7 @@ SOURCES: dict[str, str] = {
     "ring8": "components.data.mixtures:load_ring8",
     "grid25": "components.data.mixtures:load_grid25",
     "names": "components.data.text:load_names",
+    "surnames": "components.data.text:load_surnames",
     "textfile": "components.data.text:load_textfile",
     "notes": "components.data.audio:load_notes",
     "audiofolder": "components.data.audio:load_audiofolder",

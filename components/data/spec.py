@@ -17,6 +17,7 @@ SOURCE_KINDS: dict[str, tuple[Kind, ...]] = {
     "ring8": ("points",),
     "grid25": ("points",),
     "names": ("text",),
+    "surnames": ("text",),
     "textfile": ("text",),
     "notes": ("audio",),
     "audiofolder": ("audio",),

@@ -1,4 +1,4 @@
-"""Text dataset sources (US census first names, user text files) and character-level tokenisation.
+"""Text dataset sources (US census first names and surnames, user text files) and character-level tokenisation.
 
 Token ids: ``PAD = 0``, ``BOS = 1``, ``EOS = 2``, then the characters of ``spec.vocab`` in order. A string
 of length ``L`` encodes as ``BOS c_1 .. c_L EOS`` right-padded with ``PAD`` to ``T = spec.shape[0] + 2``.
@@ -73,6 +73,37 @@ def load_names(**_: object) -> RawData:
         class_names=GENDERS,
         vocab=_vocab(x),
         extras={"source": "US census 1990 first names (names==0.3.0)", "duplicates": "higher frequency wins"},
+    )
+
+
+def read_surnames() -> tuple[np.ndarray, np.ndarray]:
+    """The 1990 US census surnames shipped in the ``names`` package (``dist.all.last``): 88,799 distinct names,
+    lower-cased, most frequent first, with the percentage of the population carrying each."""
+    import names as names_pkg
+
+    rows = []
+    for line in (Path(names_pkg.__file__).parent / "dist.all.last").read_text().splitlines():
+        fields = line.split()  # NAME FREQ CUMFREQ RANK
+        if len(fields) == 4:
+            rows.append((int(fields[3]), fields[0].lower(), float(fields[1])))
+    rows.sort()
+    return np.array([r[1] for r in rows]), np.array([r[2] for r in rows], dtype=np.float64)
+
+
+def load_surnames(*, n_samples: int | None = None, **_: object) -> RawData:
+    """US census surnames (lower-case a-z, the first names' alphabet): all 88,799, or the ``n_samples`` most
+    frequent. No labels."""
+    x, _freq = read_surnames()
+    if n_samples is not None:
+        if n_samples > len(x):
+            raise DataError(f"surnames: expected n_samples <= {len(x)}, got {n_samples}")
+        x = x[:n_samples]
+    return RawData(
+        x=np.sort(x),
+        y=None,
+        kind="text",
+        vocab=_vocab(x),
+        extras={"source": "US census 1990 surnames (names==0.3.0, dist.all.last)", "n": int(len(x))},
     )
 
 

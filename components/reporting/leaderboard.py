@@ -156,9 +156,20 @@ def overview_table(entries: Iterable[Entry]) -> pd.DataFrame:
                 "selection": f"{e.selection_metric} ({e.selection_mode}) = {fmt(value)}",
                 "audit": audit_cell(e.audit),
                 "registry": champion_cell(e.registry),
+                "parent": parent_cell(e.registry),
             }
         )
-    return _frame(rows, ["experiment", "family", "dataset", "selection", "audit", "registry"])
+    return _frame(rows, ["experiment", "family", "dataset", "selection", "audit", "registry", "parent"])
+
+
+def parent_cell(registry: Mapping[str, Any]) -> str:
+    """The model a transfer-learning run started from (``train.init_from``), or an en dash."""
+    parent = registry.get("parent")
+    if not parent:
+        return "–"
+    name = f"{parent.get('model')} v{parent['version']}" if parent.get("version") else str(parent.get("model"))
+    frozen = f", {len(parent.get('frozen') or [])} frozen" if parent.get("frozen") else ""
+    return f"{name} ({parent.get('loaded')} tensors{frozen}; sha256 {str(parent.get('weights_sha256'))[:12]})"
 
 
 def image_table(entries: Iterable[Entry]) -> pd.DataFrame:

@@ -63,6 +63,7 @@ def model_card(
         f"- safetensors (`model.safetensors` + `config.json`), never pickled; sha256 `{info.get('weights_sha256')}`",
         f"- params hash (family, model, train, data): `{info.get('params_hash')}`; epochs {info.get('epochs')}",
         "",
+        *_lineage(info.get("init_from")),
         "## Params",
         "",
         *_table({"model": info.get("model", {}), **dict(sorted(params.items()))}, ("param", "value")),
@@ -101,13 +102,40 @@ def model_card(
     return "\n".join(lines) + "\n"
 
 
+def _lineage(lineage: Mapping[str, Any] | None) -> list[str]:
+    """The card's lineage section: the parent model a transfer-learning run started from."""
+    if not lineage:
+        return []
+    parent = f"`{lineage.get('model')}`" + (f" v{lineage['version']}" if lineage.get("version") else "")
+    where = "registered model" if lineage.get("kind") == "registered" else "experiment"
+    skipped = lineage.get("skipped") or {}
+    lines = [
+        "## Lineage",
+        "",
+        f"- initialised from {where} {parent} (a `{lineage.get('family')}` model trained on "
+        f"`{lineage.get('dataset')}`, MLflow run `{lineage.get('run_id')}`)",
+        f"- parent weights sha256 `{lineage.get('weights_sha256')}`",
+        f"- tensors loaded: {lineage.get('loaded')}; not loaded: {', '.join(f'`{k}`' for k in skipped) or 'none'}",
+        f"- frozen: {', '.join(f'`{k}`' for k in lineage.get('frozen') or []) or 'none'}",
+        "",
+    ]
+    return lines
+
+
 def card_summary(experiment: str, info: Mapping[str, Any], metrics: Mapping[str, Any], audit: Mapping[str, Any]) -> str:
     """The short card (markdown) of a version's description in the registry; the full card is linked below it."""
     rows = "\n".join(f"| {k} | {v:.4g} |" for k, v in metrics.items() if isinstance(v, float))
+    lineage = info.get("init_from")
+    parent = (
+        f"Initialised from `{lineage.get('model')}`{' v' + str(lineage['version']) if lineage.get('version') else ''}"
+        f" (weights sha256 `{str(lineage.get('weights_sha256'))[:16]}`).\n\n"
+        if lineage
+        else ""
+    )
     return (
         f"# {experiment}\n\n{info['family']} trained on `{info['dataset']}` (data sha256 "
         f"`{info['data_sha256'][:16]}`), params hash `{info['params_hash']}`, MLflow run `{info['run_id']}`.\n\n"
-        f"| metric | value |\n|---|---|\n{rows}\n\n"
+        f"{parent}| metric | value |\n|---|---|\n{rows}\n\n"
         f"Audit: {'passed' if audit['passed'] else 'FAILED: ' + '; '.join(audit['failed'])} "
         f"(FD L2 {audit.get('fd_l2', float('nan')):.4f}).\n\n"
         f"Protocol: `{json.dumps(metrics.get('protocol', {}), sort_keys=True)}`\n"

@@ -39,6 +39,17 @@ class EpochLog(Protocol):
 
 
 @dataclass(frozen=True)
+class Transfer:
+    """Transfer learning: the parent's weights and how to use them (``train.init_from``)."""
+
+    weights: bytes  # the parent's model.safetensors
+    strict: bool = False  # every parameter must load
+    load: tuple[str, ...] = ()  # name prefixes to load (empty: all that fit)
+    freeze: tuple[str, ...] = ()  # name prefixes of loaded parameters kept fixed
+    lr_mult: float = 1.0  # learning-rate multiplier of the loaded, trainable parameters
+
+
+@dataclass(frozen=True)
 class TrainJob:
     """Everything a training run needs."""
 
@@ -53,6 +64,7 @@ class TrainJob:
     epoch_log: EpochLog | None = None
     init_weights: bytes | None = None  # warm start: safetensors bytes (a checkpoint, when resuming, still wins)
     val_split: str | None = None  # held-out ``val_*`` metrics each epoch (hyperparameter search compares these)
+    transfer: Transfer | None = None  # init from a parent model (a checkpoint, when resuming, still wins)
 
     def __post_init__(self) -> None:
         expected = get_family(self.family).config
@@ -70,7 +82,7 @@ def run_identity(*, experiment: str, family: str, model: dict[str, Any], train: 
     shaping = {
         "family": family,
         "model": model,
-        "train": train.model_dump(),
+        "train": train.shaping_dump(),
         "data": data_sha256,
         **({"init": init_sha256} if init_sha256 else {}),  # a resume keeps its own init
     }

@@ -1,10 +1,11 @@
 """One training run on one rank: the setup and the epoch callbacks that the Ray worker and the in-process path
 (``train.num_workers: 0``) share, so the two cannot drift apart.
 
-:func:`open_session` builds the data, the model (warm-started if the job says so), the train step, the held-out
-loader and the loop state (from a checkpoint when resuming); :func:`run_session` runs the epochs, and at the end
-of each one evaluates the held-out split, probes the modes of 2-D data, writes the checkpoint through a
-:class:`Reporter` (Ray Train's, or :class:`~components.training.checkpoint.LocalCheckpoints`), logs the epoch
+:func:`open_session` builds the data, the model (warm-started, or initialised from a parent model:
+:mod:`components.training.transfer`), the train step, the held-out loader and the loop state (from a checkpoint
+when resuming); :func:`run_session` runs the epochs, and at the end of each one evaluates the held-out split,
+probes the modes of 2-D data, writes the checkpoint through a :class:`Reporter` (Ray Train's, or
+:class:`~components.training.checkpoint.LocalCheckpoints`), logs the epoch
 to the job's :class:`~components.training.job.EpochLog` and tells the driver through ``events``.
 """
 
@@ -28,6 +29,7 @@ from components.training.checkpoint import load_checkpoint, save_checkpoint
 from components.training.job import EventSink, TrainJob
 from components.training.loop import LoopState, data_tensors, evaluate_loss, make_loader, optim_config, run_epochs
 from components.training.probe import mode_probe
+from components.training.transfer import apply_transfer, plan_for, read_weights, scale_loaded_lr
 from components.training.warm_start import load_weights
 
 STEP_EVENT_EVERY = 10  # optimizer steps between two progress events
@@ -64,7 +66,15 @@ def open_session(
     model = build_model(job.family, job.model, spec).to(device)
     if job.init_weights is not None:  # warm start (a checkpoint, when resuming, still wins below)
         load_weights(model, job.init_weights)
+    plan = None
+    if job.transfer is not None:  # before the step wraps the model: frozen parameters get no DDP hooks
+        t = job.transfer
+        source = read_weights(t.weights)
+        plan = plan_for(model, source, strict=t.strict, load=t.load, freeze=t.freeze)
+        apply_transfer(model, source, plan)
     step = model.make_train_step(wrap=wrap, optim=optim_config(cfg, device))
+    if plan is not None and job.transfer is not None:
+        scale_loaded_lr(step, model, plan, job.transfer.lr_mult)
     val_loader = None
     if job.val_split:
         val = TensorDataset(*data_tensors(spec, *load_split(job.data_root, job.dataset, job.val_split)))

@@ -119,3 +119,82 @@ def test_a_missing_file_names_the_fix_not_an_option_that_does_not_exist(tmp_path
     with pytest.raises(ConfigError) as e:
         load_params(tmp_path / "params.yaml")
     assert "run genfoundry from the project root" in str(e.value) and "--params" not in str(e.value)
+
+
+def _init_from(key: str, value, **changes):
+    raw = copy.deepcopy(BASE)
+    raw["experiments"][key]["train"]["init_from"] = value
+    for path, v in changes.items():
+        *parents, leaf = path.split(".")
+        node = raw
+        for part in parents:
+            node = node[part]
+        node[leaf] = v
+    return raw
+
+
+def test_init_from_reads_a_bare_source_and_tells_registered_models_from_experiments():
+    p = parse_params(_init_from("gpt_names", "genfoundry-gpt_surnames@champion"))
+    init = p.experiments["gpt_names"].train.init_from
+    assert init.source == "genfoundry-gpt_surnames@champion" and init.registered and not init.strict
+    p = parse_params(_init_from("gpt_names", {"source": "gpt_surnames", "freeze": ["net.wte"], "lr_mult": 0.3}))
+    init = p.experiments["gpt_names"].train.init_from
+    assert not init.registered and init.freeze == ["net.wte"] and init.lr_mult == 0.3
+    assert parse_params(_init_from("gpt_names", "genfoundry-gpt_surnames/3")).experiments["gpt_names"].train.init_from
+
+
+def test_the_shipped_transfer_experiment_starts_from_its_parent():
+    p = load_params(ROOT / "params.yaml")
+    assert p.experiments["gpt_names_ft"].train.init_from.source == "gpt_surnames"
+    assert p.prepare.datasets["surnames"].source == "surnames"
+
+
+def test_run_hashes_of_experiments_without_init_from_do_not_change():
+    from components.config import TrainConfig
+
+    assert "init_from" not in TrainConfig().shaping_dump()
+    assert TrainConfig(init_from="gpt_a").shaping_dump()["init_from"]["source"] == "gpt_a"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "changes", "expected"),
+    [
+        (
+            "gpt_names",
+            "gpt_nowhere",
+            {},
+            "experiments.gpt_names.train.init_from.source: expected an experiment of params.yaml [",
+        ),
+        (
+            "gpt_names",
+            "vae_mnist",
+            {},
+            "experiments.gpt_names.train.init_from.source: expected an experiment of family 'gpt', got 'vae_mnist' "
+            "of family 'vae'",
+        ),
+        ("gpt_names", "gpt_names", {}, "expected experiments without a cycle, got gpt_names -> gpt_names"),
+        (
+            "gpt_names",
+            "gpt_names_ft",
+            {
+                "experiments.gpt_names_ft.train.init_from": "gpt_surnames",
+                "experiments.gpt_surnames.train.init_from": "gpt_names",
+            },
+            "expected experiments without a cycle, got ",
+        ),
+        ("gpt_names", "a/b/c", {}, "init_from' = 'a/b/c': expected a source NAME@ALIAS"),
+        (
+            "gpt_names",
+            "gpt names",
+            {},
+            "init_from' = 'gpt names': expected a source NAME@ALIAS or NAME/VERSION (a registered model) or an",
+        ),
+        ("gpt_names", "../models", {}, "init_from' = '../models': expected a source NAME@ALIAS"),
+        ("gpt_names", {"source": "gpt_surnames", "lr_mult": 0}, {}, "'experiments.gpt_names.train.init_from.lr_mult'"),
+        ("gpt_names", {"source": "gpt_surnames", "frozen": ["x"]}, {}, "unknown key 'experiments.gpt_names.train"),
+    ],
+)
+def test_bad_init_from_is_one_line(key, value, changes, expected):
+    with pytest.raises(ConfigError) as e:
+        parse_params(_init_from(key, value, **changes))
+    assert "\n" not in str(e.value) and expected in str(e.value), str(e.value)

@@ -13,8 +13,10 @@ from components.data.text import (
     decode,
     encode,
     load_names,
+    load_surnames,
     load_textfile,
     read_census,
+    read_surnames,
 )
 from components.errors import DataError
 
@@ -63,6 +65,21 @@ def test_load_names_and_prepare(tmp_path):
     assert manifest["spec"]["shape"] == [11]  # the longest census first name
     spec = DataSpec.from_dict(manifest["spec"])
     assert decode(encode(raw.x[:50], spec), spec) == raw.x[:50].tolist()
+
+
+def test_surnames_are_the_census_list_in_the_first_names_alphabet(tmp_path):
+    names, freq = read_surnames()
+    assert len(names) == len(set(names.tolist())) == 88_799  # every line of dist.all.last
+    assert names[0] == "smith" and freq[0] == pytest.approx(1.006)  # most frequent first
+    raw = load_surnames()
+    assert raw.kind == "text" and raw.y is None and len(raw.x) == 88_799
+    assert raw.vocab == load_names().vocab == tuple("abcdefghijklmnopqrstuvwxyz")  # tokens mean the same
+    small = load_surnames(n_samples=500)
+    assert set(small.x.tolist()) == set(names[:500].tolist())
+    with pytest.raises(DataError, match="expected n_samples <= 88799, got 88800"):
+        load_surnames(n_samples=88_800)
+    manifest = prepare_dataset("surnames", small, tmp_path, val=0.1, test=0.2, seed=0)
+    assert manifest["splits"]["train"]["n"] == 350 and manifest["spec"]["extras"]["n"] == 500
 
 
 def test_textfile_skips_blank_lines_and_strips(tmp_path):

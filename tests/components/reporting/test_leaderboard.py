@@ -15,6 +15,8 @@ from components.reporting.leaderboard import (
     likelihood_table,
     markdown_table,
     mode_collapse_table,
+    overview_table,
+    parent_cell,
 )
 from components.reporting.published import PACGAN_TABLE1
 
@@ -141,6 +143,22 @@ def test_champion_or_not():
         "not champion (v2; champion stays v1: worse)"
     )
     assert champion_cell({}) == "not registered"
+
+
+def test_the_overview_names_the_parent_of_a_fine_tuned_experiment():
+    parent = {"kind": "experiment", "model": "gpt_surnames", "version": None, "weights_sha256": "ab" * 32,
+              "loaded": 30, "frozen": ["net.wte.weight"]}  # fmt: skip
+    registered = {**parent, "kind": "registered", "model": "gf-gpt", "version": "4", "frozen": []}
+    assert parent_cell({**CHAMPION, "parent": parent}) == "gpt_surnames (30 tensors, 1 frozen; sha256 abababababab)"
+    assert parent_cell({**CHAMPION, "parent": registered}) == "gf-gpt v4 (30 tensors; sha256 abababababab)"
+    assert parent_cell(CHAMPION) == "–"
+    board = overview_table(
+        [
+            _entry("ft", "gpt", {"fid": 1.0}, registry={**CHAMPION, "parent": parent}),
+            _entry("scratch", "gan", {"fid": 2.0}),
+        ]
+    )
+    assert board["parent"].tolist() == ["gpt_surnames (30 tensors, 1 frozen; sha256 abababababab)", "–"]
 
 
 def test_markdown_has_every_section_and_links_the_grids(entries):
