@@ -63,7 +63,7 @@ def train(d: Path, env: dict, key: str) -> subprocess.CompletedProcess:
 
 
 def runs_of(env: dict, key: str) -> list:
-    c = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    c = MlflowClient(env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_TRACKING_URI"])
     exp = c.get_experiment_by_name("transfer-test")
     return c.search_runs([exp.experiment_id], f"tags.`genfoundry.experiment` = '{key}'")
 
@@ -110,7 +110,7 @@ def test_the_registered_child_carries_its_lineage_to_tags_card_and_leaderboard(p
     parent = json.loads((d / "models" / "gpt_p" / "config.json").read_text())
     record = json.loads((d / "reports" / "gpt_c" / "registry.json").read_text())
     assert record["parent"]["model"] == "gpt_p" and record["parent"]["weights_sha256"] == parent["weights_sha256"]
-    c = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    c = MlflowClient(env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_TRACKING_URI"])
     version = c.get_model_version("gf-gpt_c", record["version"])
     assert version.tags["parent.model"] == "gpt_p" and version.tags["parent.kind"] == "experiment"
     assert version.tags["parent.weights_sha256"] == parent["weights_sha256"]
