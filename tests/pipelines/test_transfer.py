@@ -20,6 +20,8 @@ from components.data import prepare_dataset
 from components.data.text import load_names, load_surnames
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # end to end: `make test-slow` (CI runs it after `make test`)
+
 GPT = {"n_layer": 1, "n_head": 2, "n_embd": 16, "dropout": 0.0}
 
 
