@@ -212,7 +212,7 @@ def test_the_next_repro_resumes_again_and_leaves_a_consistent_workspace(project)
     assert json.loads((d / "reports/vae_d/train.json").read_text())["epochs"] == EPOCHS
     assert json.loads((d / "models/vae_d/config.json").read_text())["epochs"] == EPOCHS
 
-    c = MlflowClient(tracking_uri=f"sqlite:///{d / 'mlflow.db'}")
+    c = MlflowClient(tracking_uri=(uri := f"sqlite:///{d / 'mlflow.db'}"), registry_uri=uri)
     (run,) = c.search_runs([c.get_experiment_by_name("drill").experiment_id], "tags.`genfoundry.experiment` = 'vae_d'")
     assert run.info.status == "FINISHED"
     assert sorted(m.step for m in c.get_metric_history(run.info.run_id, "train/loss")) == list(range(1, EPOCHS + 1))

@@ -144,7 +144,9 @@ def _check_evaluation_and_leaderboard(d, env):
     assert "champion (v" in board and "![vae_a samples](vae_a/eval/samples.png)" in board
     assert "| vae_a | vae | digits | test_nelbo_bits_per_dim |" in board  # the likelihood table
     assert (d / "reports/leaderboard.html").read_text().count('<img src="data:image/png;base64,') == 2
-    c = MlflowClient(tracking_uri=env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{d / 'mlflow.db'}")
+    c = MlflowClient(
+        tracking_uri=(uri := env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{d / 'mlflow.db'}"), registry_uri=uri
+    )
     exp = c.get_experiment_by_name("genfoundry")
     (run,) = c.search_runs([exp.experiment_id], "tags.`genfoundry.leaderboard` = 'true'")
     assert run.info.run_name == "leaderboard" and run.info.status == "FINISHED"
@@ -203,7 +205,7 @@ def test_retrain_on_new_data_registers_a_version_and_records_the_decision(projec
     from mlflow.tracking import MlflowClient
 
     d, env = project
-    c = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    c = MlflowClient(tracking_uri=(uri := env["MLFLOW_TRACKING_URI"]), registry_uri=uri)
     r = _retrain(d, env)  # everything is up to date: the first run only records the watched files
     assert r.returncode == 0, r.stderr
     assert "nothing to do" in r.stderr and "Running stage" not in r.stdout
@@ -278,7 +280,7 @@ def test_a_diverged_run_fails_loudly_and_is_never_registered(project):
     diverging = _params(epochs_b=2)
     diverging["experiments"]["vae_b"]["train"]["max_loss"] = 1.0  # any real loss "explodes"
     (d / "params.yaml").write_text(yaml.safe_dump(diverging))
-    c = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    c = MlflowClient(tracking_uri=(uri := env["MLFLOW_TRACKING_URI"]), registry_uri=uri)
     versions_before = len(c.search_model_versions("name = 'gf-vae_b'"))
     r = _retrain(d, env)  # dvc repro under `genfoundry retrain`: a failed stage is exit code 1 and a record
     assert r.returncode == 1
@@ -338,7 +340,7 @@ def test_workers_the_cluster_cannot_hold_fail_at_once_and_the_run_is_failed(proj
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error")]  # beside the progress / warm-start lines
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert lines[0].startswith("error: train: expected a Ray cluster with 64 CPU for train.num_workers = 64")
-    c = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    c = MlflowClient(tracking_uri=(uri := env["MLFLOW_TRACKING_URI"]), registry_uri=uri)
     exp = c.get_experiment_by_name("genfoundry")
     newest = c.search_runs([exp.experiment_id], "tags.`genfoundry.experiment` = 'vae_a'", order_by=["start_time DESC"])
     run = newest[0]

@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,7 @@ def test_job_submit_trains_on_the_cluster(ray_cluster, mlflow_server, tmp_path):
     }
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     runtime_env = {"env_vars": {"MLFLOW_TRACKING_URI": mlflow_server, "MLFLOW_DISABLE_TELEMETRY": "true"}}
-    r = subprocess.run(
+    submit = lambda: subprocess.run(  # noqa: E731
         [
             str(BIN / "ray"),
             "job",
@@ -110,10 +111,16 @@ def test_job_submit_trains_on_the_cluster(ray_cluster, mlflow_server, tmp_path):
         text=True,
         timeout=600,
     )
+    r = submit()
+    for _ in range(6):  # the head's job agent can come up after the dashboard; Ray says "try again later"
+        if r.returncode == 0 or "No available agent to submit job" not in r.stderr + r.stdout:
+            break
+        time.sleep(5)
+        r = submit()
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "succeeded" in r.stdout
 
-    c = MlflowClient(tracking_uri=mlflow_server)
+    c = MlflowClient(tracking_uri=(uri := mlflow_server), registry_uri=uri)
     exp = c.get_experiment_by_name("cluster-job")
     (run,) = c.search_runs([exp.experiment_id], "tags.`genfoundry.experiment` = 'vae_job'")
     assert run.info.status == "FINISHED"
