@@ -4,6 +4,7 @@ The job prepares the data and trains one experiment on the cluster; its metrics 
 server named in ``runtime_env`` and its checkpoints the shared ``storage_path``. The test stops the cluster.
 """
 
+import contextlib
 import json
 import os
 import secrets
@@ -11,9 +12,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -32,6 +35,31 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
+def stop_cluster(temp_dir: str, *, timeout: float = 30.0) -> int:
+    """Stop the Ray cluster started with ``--temp-dir=temp_dir``, and only it: its daemons name the temp dir in a
+    ``--flag=...`` argument (GCS, raylet, dashboard, monitors) and every worker is a raylet's descendant.
+    ``ray stop --force`` would kill every Ray process on the machine, other users' clusters included."""
+    roots = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any(a.startswith("--") and temp_dir in a for a in (p.info["cmdline"] or []))
+    ]
+    procs = {}
+    for root in roots:
+        try:
+            procs |= {p.pid: p for p in [root, *root.children(recursive=True)]}
+        except psutil.NoSuchProcess:
+            pass
+    for p in procs.values():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.terminate()
+    _, alive = psutil.wait_procs(list(procs.values()), timeout=timeout)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    return len(procs)
+
+
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
     token = secrets.token_hex(32)  # Ray 2.60 clusters require token auth; the CLI reads RAY_AUTH_TOKEN
@@ -44,11 +72,19 @@ def ray_cluster(tmp_path_factory):
     }
     env.pop("RAY_ADDRESS", None)
     gcs, dash = _port(), _port()
+    temp_dir = tempfile.mkdtemp(prefix="gf-ray-", dir="/tmp")  # short: Ray's socket paths live under it
     subprocess.run(
         [
             str(BIN / "ray"),
             "start",
             "--head",
+            f"--temp-dir={temp_dir}",
+            # the agents' fixed default ports (52365, ...) are taken while another Ray instance runs on the
+            # machine (a training stage's): its job agent then never comes up ("No available agent")
+            f"--dashboard-agent-listen-port={_port()}",
+            f"--dashboard-agent-grpc-port={_port()}",
+            f"--runtime-env-agent-port={_port()}",
+            f"--metrics-export-port={_port()}",
             f"--port={gcs}",
             f"--dashboard-port={dash}",
             "--num-cpus=2",
@@ -66,7 +102,8 @@ def ray_cluster(tmp_path_factory):
         wait_http(f"{address}/api/version", timeout=120, headers={"Authorization": f"Bearer {token}"})
         yield address, env
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop_cluster(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_job_submit_trains_on_the_cluster(ray_cluster, mlflow_server, tmp_path):
