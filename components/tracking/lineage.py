@@ -75,12 +75,15 @@ def from_experiment(models_root: str | Path, experiment: str, *, child: str) -> 
             f"experiments.{child}.train.init_from: expected the trained model of {experiment!r} in {directory}, got "
             f"none; run `dvc repro train@{experiment}` first (nothing trained)"
         )
-    info = load_info(directory)
-    data = (directory / WEIGHTS).read_bytes()
+    return _parent("experiment", experiment, None, load_info(directory), (directory / WEIGHTS).read_bytes())
+
+
+def _parent(kind: str, model: str, version: str | None, info: dict, data: bytes) -> Parent:
+    """A parent from its config.json and weights bytes (hashed here)."""
     return Parent(
-        kind="experiment",
-        model=experiment,
-        version=None,
+        kind=kind,
+        model=model,
+        version=version,
         weights_sha256=hashlib.sha256(data).hexdigest(),
         family=str(info.get("family")),
         dataset=info.get("dataset"),
@@ -124,13 +127,4 @@ def from_registry(source: str) -> Parent:
 
     name, version = resolve_version(source)
     _, info, data = registered_weights(f"{name}/{version}")
-    return Parent(
-        kind="registered",
-        model=name,
-        version=version,
-        weights_sha256=hashlib.sha256(data).hexdigest(),
-        family=str(info.get("family")),
-        dataset=info.get("dataset"),
-        run_id=info.get("run_id"),
-        weights=data,
-    )
+    return _parent("registered", name, version, info, data)

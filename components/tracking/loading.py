@@ -78,32 +78,31 @@ def check_sampler(local: Path, uri: str) -> Path:
     return model_dir
 
 
+def _download_sampler(uri: str, tmp: str) -> Path:
+    """``uri``'s artifacts downloaded into ``tmp`` and checked to be a genfoundry sampler; its model folder."""
+    import mlflow.artifacts
+
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
+    except Exception as e:  # MlflowException: no such model/alias/version, an unreachable server
+        raise GenfoundryError(f"cannot load {uri}: {str(e).splitlines()[0]}") from None
+    return check_sampler(local, uri)
+
+
 def registered_weights(model: str) -> tuple[str, dict[str, Any], bytes]:
     """``(uri, config.json, model.safetensors bytes)`` of a registered genfoundry sampler, checked as
     :func:`load_registered` checks it; nothing is unpickled or imported (transfer learning reads these)."""
-    import mlflow.artifacts
-
     uri = model_uri(model)
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
-        except Exception as e:  # MlflowException: no such model/alias/version, an unreachable server
-            raise GenfoundryError(f"cannot load {uri}: {str(e).splitlines()[0]}") from None
-        model_dir = check_sampler(local, uri)
+        model_dir = _download_sampler(uri, tmp)
         return uri, load_info(model_dir), (model_dir / WEIGHTS).read_bytes()
 
 
 def load_registered(model: str, *, device: str = "cpu") -> LoadedModel:
     """Download ``model`` (NAME@ALIAS, NAME/VERSION or a URI) and rebuild it from its weights and config."""
-    import mlflow.artifacts
-
     uri = model_uri(model)
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
-        except Exception as e:  # MlflowException: no such model/alias/version, an unreachable server
-            raise GenfoundryError(f"cannot load {uri}: {str(e).splitlines()[0]}") from None
-        model_dir = check_sampler(local, uri)
+        model_dir = _download_sampler(uri, tmp)
         try:
             info = load_info(model_dir)
             net = load_trained(model_dir, device=device)
