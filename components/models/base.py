@@ -122,6 +122,15 @@ def reject_options(family: str, unknown: dict[str, Any], accepted: tuple[str, ..
         raise ConfigError(f"{family}.sample: expected {expected}, got {sorted(unknown)}")
 
 
+@torch.no_grad()
+def ema_update(ema: nn.Module, net: nn.Module, weight: Tensor) -> None:
+    """θ_ema ← θ_ema + weight·(θ − θ_ema) for every parameter (weight 1: a copy); buffers are copied."""
+    for p_ema, p in zip(ema.parameters(), net.parameters(), strict=True):
+        p_ema.lerp_(p, weight.to(p.dtype))
+    for b_ema, b in zip(ema.buffers(), net.buffers(), strict=True):
+        b_ema.copy_(b)
+
+
 @contextmanager
 def eval_mode(module: nn.Module) -> Iterator[None]:
     """Put ``module`` in eval mode for the block (dropout/batch-norm off while sampling), then restore it."""

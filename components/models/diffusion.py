@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from components.data.spec import DataSpec
 from components.errors import ConfigError
-from components.models.base import Batch, GenerativeModel, eval_mode, reject_options
+from components.models.base import Batch, GenerativeModel, ema_update, eval_mode, reject_options
 from components.models.configs import DiffusionConfig, DiffusionSampler
 
 # ---------------------------------------------------------------------------------------------------------
@@ -353,10 +353,7 @@ class GaussianDiffusion(GenerativeModel):
         self.step += 1
         # a tensor weight, so that no device sync is needed: 1 (copy) until ema_start, then 1 − decay
         weight = torch.where(self.step <= self.config.ema_start, 1.0, 1.0 - self.config.ema_decay)
-        for p_ema, p in zip(self.ema.parameters(), self.net.parameters(), strict=True):
-            p_ema.lerp_(p, weight.to(p.dtype))
-        for b_ema, b in zip(self.ema.buffers(), self.net.buffers(), strict=True):
-            b_ema.copy_(b)
+        ema_update(self.ema, self.net, weight)
 
     # ----- sampling
     def _denoiser(self, use_ema: bool | None) -> nn.Module:

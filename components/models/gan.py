@@ -34,6 +34,7 @@ from components.models.base import (
     TrainStep,
     Wrap,
     autocast,
+    ema_update,
     eval_mode,
     grad_norm,
     reject_options,
@@ -388,10 +389,7 @@ class GAN(GenerativeModel):
             return
         self.g_steps += 1
         weight = torch.where(self.g_steps <= self.cfg.ema_start, 1.0, 1.0 - self.cfg.ema_decay)
-        for p_ema, p in zip(self.g_ema.parameters(), self.generator.parameters(), strict=True):
-            p_ema.lerp_(p, weight.to(p.dtype))
-        for b_ema, b in zip(self.g_ema.buffers(), self.generator.buffers(), strict=True):
-            b_ema.copy_(b)
+        ema_update(self.g_ema, self.generator, weight)
 
     def _sampling_generator(self, use_ema: bool | None) -> nn.Module:
         ema = self.cfg.ema_decay is not None if use_ema is None else use_ema
