@@ -62,6 +62,7 @@ def main(experiment: str = EXPERIMENT) -> None:
             cfg=exp.evaluate,
             classifier=load_audio_classifier(clf_dir) if keep_samples else None,
             train_attributes=load_attributes(DATA, exp.dataset, "train"),
+            test_attributes=load_attributes(DATA, exp.dataset, "test"),
         )
     else:
         from components.evaluation.text_harness import evaluate_text

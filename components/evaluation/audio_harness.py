@@ -115,11 +115,13 @@ def evaluate_audio(
     cfg: EvaluateConfig,
     classifier: TrainedAudioClassifier | None = None,
     train_attributes: dict[str, np.ndarray] | None = None,
+    test_attributes: dict[str, np.ndarray] | None = None,
     **_: Any,
 ) -> AudioEvaluation:
     """Sample ``model`` and measure the samples (module docstring). ``classifier`` adds the feature-space
     metrics; ``train_attributes`` (name -> train ids, ``components.data.load_attributes``) are the reference
-    shares of its attribute heads (``spec.attributes`` names their values)."""
+    shares of its attribute heads (``spec.attributes`` names their values); ``test_attributes`` feed the test
+    likelihood of a model that conditions on them (``batch_attributes``)."""
     sample_rate = int(spec.extras["sample_rate"])
     fake, speed = timed_generate(model, cfg.n_samples, batch_size=cfg.batch_size, seed=cfg.seed, options=cfg.sampler)
     fake_np = fake.numpy()
@@ -134,7 +136,7 @@ def evaluate_audio(
         "real_clear_pitch_share": real["clear_pitch_share"],
         "real_pitch_kl_to_data": real["kl_to_data"],
         "samples_per_s": speed["samples_per_s"],
-        **_likelihood(model, test, cfg),
+        **_likelihood(model, test, cfg, test_attributes),
         "unigram_nll_bits_per_sample": unigram_nll_bits(train[0], test[0]),
         "lpc_nll_bits_per_sample": lpc["nll_bits"],
     }

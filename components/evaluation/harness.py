@@ -26,6 +26,7 @@ from torch import Tensor
 
 from components.config import EvaluateConfig
 from components.data.spec import DataSpec
+from components.errors import DataError
 from components.evaluation.features import TrainedClassifier
 from components.evaluation.grids import image_grid, scatter_plot
 from components.evaluation.shares import fairness_discrepancy, shares
@@ -289,16 +290,26 @@ def evaluate_points(
     )
 
 
-def _likelihood(model: GenerativeModel, test: tuple[np.ndarray, np.ndarray], cfg: EvaluateConfig) -> dict[str, float]:
-    """Mean of the family's likelihood terms over the test split (nothing if the family defines none)."""
+def _likelihood(
+    model: GenerativeModel,
+    test: tuple[np.ndarray, np.ndarray],
+    cfg: EvaluateConfig,
+    attributes: dict[str, np.ndarray] | None = None,
+) -> dict[str, float]:
+    """Mean of the family's likelihood terms over the test split (nothing if the family defines none);
+    ``attributes`` (name -> test ids) supply the ``batch_attributes`` a conditional model reads."""
     torch.manual_seed(cfg.seed)
-    x, y = torch.from_numpy(test[0]).float(), torch.from_numpy(test[1])
+    missing = [a for a in model.batch_attributes if a not in (attributes or {})]
+    if missing:
+        raise DataError(f"likelihood: expected the test attributes {missing} the model conditions on, got none")
+    cols = [torch.from_numpy(test[0]).float(), torch.from_numpy(test[1])]
+    cols += [torch.from_numpy(np.asarray(attributes[a], dtype=np.int64)) for a in model.batch_attributes]  # type: ignore[index]
     sums: dict[str, float] = {}
     n = 0
     with torch.no_grad():
-        for xb, yb in zip(x.split(cfg.batch_size), y.split(cfg.batch_size), strict=True):
-            terms = model.likelihood((xb, yb))
+        for batch in zip(*(c.split(cfg.batch_size) for c in cols), strict=True):
+            terms = model.likelihood(tuple(batch))
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * len(xb)
-            n += len(xb)
+                sums[k] = sums.get(k, 0.0) + float(v) * len(batch[0])
+            n += len(batch[0])
     return {f"test_{k}": v / n for k, v in sums.items() if math.isfinite(v)}

@@ -62,6 +62,8 @@ class GenerativeModel(nn.Module, ABC):
     family: ClassVar[str]
     #: sampler options ``sample`` accepts, with defaults: they become the registered model's params schema
     sample_params: ClassVar[dict[str, Any]] = {}
+    #: per-sample attributes (``DataSpec.attributes``) the model reads: its batches are (x, y, *those ids)
+    batch_attributes: tuple[str, ...] = ()
 
     def __init__(self, *, spec: DataSpec, config: FamilyConfig):
         super().__init__()

@@ -127,6 +127,11 @@ class WaveNetConfig(FamilyConfig):
     kernel_size: int = Field(2, ge=2, le=8, description="taps of each causal dilated convolution")
     mu: int = Field(255, ge=1, le=1023, description="mu-law companding: a softmax over mu + 1 levels")
     conditional: bool = Field(False, description="global conditioning on the class label (§2.5)")
+    condition_on: list[str] = Field(
+        default_factory=list,
+        description="further per-sample attributes of the dataset (the notes' timbre) to condition on beside the "
+        "class, one embedding each, summed into the global bias (§2.5); needs conditional: true",
+    )
     input: WaveNetInput = Field(
         "embedding",
         description="what a layer sees of each past sample: embedding: a learned vector per mu-law level (the "

@@ -5,7 +5,9 @@ mu-law companded to ``mu + 1`` levels (§2.2) and each sample gets a softmax ove
 samples before it. The network is a stack of causal dilated 1-D convolutions (§2.1, dilations 1, 2, 4, ...,
 repeated in ``dilation_cycles`` stacks, Fig. 3) with gated activations tanh ⊙ σ (§2.3, eq. 2), residual and
 skip connections (§2.4, Fig. 4), and, when ``conditional``, a learned class embedding added inside every gate
-as a global bias (§2.5, eq. 3: global conditioning on the class label).
+as a global bias (§2.5, eq. 3: global conditioning on the class label); ``condition_on`` adds one embedding per
+further attribute (the notes' timbre) to that bias, so the sampler can be asked for, or drawn at, every
+attribute the audit measures.
 
 Two samplers draw the same samples for the same generator (each step draws its level with the Gumbel-max
 trick from one uniform per level, the same way in both):
@@ -141,6 +143,7 @@ class WaveNetNet(nn.Module):
         layers_per_cycle: int,
         kernel_size: int,
         num_classes: int = 0,
+        attribute_sizes: tuple[int, ...] = (),
         input: str = "embedding",
     ):
         super().__init__()
@@ -162,6 +165,10 @@ class WaveNetNet(nn.Module):
         )
         self.head = nn.Sequential(nn.ReLU(), nn.Conv1d(S, S, 1), nn.ReLU(), nn.Conv1d(S, levels, 1))  # Fig. 4
         self.cond = nn.Embedding(num_classes, len(dilations) * 2 * R) if num_classes else None  # V_k, every layer
+        if attribute_sizes and not num_classes:
+            raise ValueError("WaveNetNet: attribute conditioning needs the class conditioning too")
+        # h = V_class y + sum_a V_a a: one global bias per layer from every conditioning variable (§2.5)
+        self.attribute_cond = nn.ModuleList(nn.Embedding(k, len(dilations) * 2 * R) for k in attribute_sizes)
         #: previous samples the prediction of one sample depends on
         self.receptive_field = sum(layer.reach for layer in self.layers) + 1
 
@@ -172,12 +179,22 @@ class WaveNetNet(nn.Module):
         return self.input_map(self.level_features)
 
     def conditioning(self, labels: Tensor | None) -> list[Tensor | None]:
-        """Each layer's global bias (B, 2R) from class ``labels`` (B,); Nones for an unconditional net."""
+        """Each layer's global bias (B, 2R) from ``labels``: the class (B,), or with attribute conditioning the
+        class and then each attribute's id (B, 1 + A); Nones for an unconditional net."""
         if self.cond is None:
             return [None] * len(self.layers)
         if labels is None:
             raise ValueError("WaveNetNet: a conditional net needs labels")
-        return list(self.cond(labels).view(len(labels), len(self.layers), 2 * self.residual).unbind(1))
+        cols = labels.reshape(len(labels), -1)  # (B, 1 + A)
+        if cols.shape[1] != 1 + len(self.attribute_cond):
+            raise ValueError(
+                f"WaveNetNet: expected labels (B, {1 + len(self.attribute_cond)}) (the class, then each attribute), "
+                f"got {tuple(labels.shape)}"
+            )
+        h = self.cond(cols[:, 0])  # (B, layers·2R)
+        for j, emb in enumerate(self.attribute_cond):
+            h = h + emb(cols[:, 1 + j])
+        return list(h.view(len(labels), len(self.layers), 2 * self.residual).unbind(1))
 
     def forward(self, idx: Tensor, labels: Tensor | None = None) -> Tensor:
         x = F.embedding(idx, self.input_table()).transpose(1, 2)  # (B, R, T)
@@ -229,6 +246,8 @@ class WaveNet(GenerativeModel):
         self.mu = config.mu
         self.length = spec.shape[-1]
         self.num_classes = spec.num_classes if config.conditional else 0
+        self.batch_attributes = tuple(config.condition_on)  # batches are (x, y, *these ids)
+        self.attribute_sizes = tuple(len(spec.attributes[a]) for a in self.batch_attributes)
         self.net = WaveNetNet(
             levels=config.mu + 1,
             residual_channels=config.residual_channels,
@@ -237,13 +256,15 @@ class WaveNet(GenerativeModel):
             layers_per_cycle=config.layers_per_cycle,
             kernel_size=config.kernel_size,
             num_classes=self.num_classes,
+            attribute_sizes=self.attribute_sizes,
             input=config.input,
         )
-        if self.num_classes:  # the training labels seen, per class: the shares the sampler draws labels at
-            self.register_buffer("label_counts", torch.zeros(self.num_classes, dtype=torch.long))
+        if self.num_classes:  # the training labels seen, per (class, *attributes): the shares the sampler draws at
+            self.register_buffer("label_counts", torch.zeros(self.num_classes, *self.attribute_sizes, dtype=torch.long))
         self._last_sampling: dict[str, Any] | None = None
 
     def _labels(self, batch: Batch) -> Tensor | None:
+        """The conditioning of a batch (x, y, *attributes): the class (B,), or (B, 1 + A) with attributes."""
         if not self.num_classes:
             return None
         y = batch[1]
@@ -252,7 +273,21 @@ class WaveNet(GenerativeModel):
                 f"wavenet: a conditional model expected class labels in [0, {self.num_classes}) for every clip, got "
                 f"values in [{int(y.min())}, {int(y.max())}]; label the data or set model.conditional: false"
             )
-        return y.long()
+        if not self.batch_attributes:
+            return y.long()
+        if len(batch) < 2 + len(self.batch_attributes):
+            raise ConfigError(
+                f"wavenet: expected batches (x, y, {', '.join(self.batch_attributes)}), got {len(batch)} tensors"
+            )
+        cols = [y.long()]
+        for name, size, a in zip(self.batch_attributes, self.attribute_sizes, batch[2:], strict=False):
+            if (a < 0).any() or (a >= size).any():
+                raise ConfigError(
+                    f"wavenet: expected {name} ids in [0, {size}) for every clip, got values in "
+                    f"[{int(a.min())}, {int(a.max())}]"
+                )
+            cols.append(a.long())
+        return torch.stack(cols, 1)  # (B, 1 + A)
 
     def nll_nats(self, batch: Batch, *, context: int = 0) -> Tensor:
         """Mean NLL per sample in nats of clips (B, 1, T) in [-1, 1], mu-law quantised; the first ``context``
@@ -273,7 +308,9 @@ class WaveNet(GenerativeModel):
             context = min(start, self.net.receptive_field - 1)
             batch = (batch[0][..., start - context : start + crop], *batch[1:])
         if self.training and self.num_classes:
-            self.label_counts += torch.bincount(self._labels(batch), minlength=self.num_classes)
+            cols = self._labels(batch).reshape(len(batch[0]), -1)  # (B, 1 + A)
+            flat = cols @ torch.tensor(self.label_counts.stride(), device=cols.device)  # row-major cell ids
+            self.label_counts += torch.bincount(flat, minlength=self.label_counts.numel()).view_as(self.label_counts)
         loss = self.nll_nats(batch, context=context)
         return {"loss": loss, "bits_per_sample": loss.detach() / math.log(2)}
 
@@ -294,17 +331,20 @@ class WaveNet(GenerativeModel):
         sampler: str | None = None,
         temperature: float | None = None,
         labels: Any = None,
+        attributes: dict[str, Any] | None = None,
         **unknown: Any,
     ) -> Tensor:
         """``n`` clips (n, 1, T) in [-1, 1], drawn sample by sample.
 
-        ``labels`` (a conditional model only): one class for all clips (an int) or one per clip (n,); unset,
-        they are drawn from ``generator`` before the first sample at the shares of the labels the model was
-        trained on (``label_counts``), stratified: class k gets floor(n p_k) clips and the remaining ones go
-        to classes drawn in proportion to the remainders n p_k − floor(n p_k), in a random order; uniformly
-        for a model that has seen no labels. Unset options take the config's.
+        ``labels`` (a conditional model only): one class for all clips (an int) or one per clip (n,);
+        ``attributes`` (a model with ``condition_on``): name -> one id or n ids. Whatever is unset is drawn
+        from ``generator`` before the first sample at the shares the model was trained on (``label_counts``
+        over (class, *attributes)): with nothing set, stratified over those cells (cell k gets floor(n p_k)
+        clips, the remaining ones go to cells drawn in proportion to the remainders n p_k − floor(n p_k), in a
+        random order); else each clip from the cells that agree with what is set (uniformly among them if
+        the model saw none of them). Unset options take the config's.
         """
-        reject_options("wavenet", unknown, ("sampler", "temperature", "labels"))
+        reject_options("wavenet", unknown, ("sampler", "temperature", "labels", "attributes"))
         sampler = sampler or self.config.sampler
         if sampler not in SAMPLERS:
             raise ConfigError(f"wavenet.sample: expected sampler 'cached' or 'naive', got {sampler!r}")
@@ -312,7 +352,7 @@ class WaveNet(GenerativeModel):
         if not temperature > 0:
             raise ConfigError(f"wavenet.sample: expected temperature > 0, got {temperature}")
         device = self.net.head[1].weight.device
-        y, source = self._sample_labels(n, labels, generator, device)
+        y, source = self._sample_labels(n, labels, attributes, generator, device)
         with eval_mode(self):
             run = self._cached if sampler == "cached" else self._naive
             idx = run(n, y, generator, temperature)  # (n, T)
@@ -320,29 +360,69 @@ class WaveNet(GenerativeModel):
         return mu_law_decode(idx, self.mu)[:, None]  # (n, 1, T)
 
     def _sample_labels(
-        self, n: int, labels: Any, generator: torch.Generator | None, device: torch.device
+        self,
+        n: int,
+        labels: Any,
+        attributes: dict[str, Any] | None,
+        generator: torch.Generator | None,
+        device: torch.device,
     ) -> tuple[Tensor | None, str]:
         if not self.num_classes:
-            if labels is not None:
+            if labels is not None or attributes:
                 raise ConfigError(
                     "wavenet.sample: expected no labels for an unconditional model, got some; train with "
                     "model.conditional: true to condition on the class"
                 )
             return None, "none (unconditional)"
-        if labels is None:
-            g_device = generator.device if generator is not None else device
-            counts = self.label_counts.to(g_device)
-            if counts.sum() == 0:
-                return torch.randint(self.num_classes, (n,), generator=generator, device=g_device).to(device), "uniform"
-            return stratified_labels(n, counts / counts.sum(), generator).to(device), "training label shares"
-        y = torch.as_tensor(labels, dtype=torch.long, device=device).reshape(-1)
-        y = y.expand(n) if y.numel() == 1 else y
-        if y.numel() != n or (y < 0).any() or (y >= self.num_classes).any():
+        given = [self._given("labels", labels, self.num_classes, n)]
+        attributes = dict(attributes or {})
+        unknown = sorted(set(attributes) - set(self.batch_attributes))
+        if unknown:
             raise ConfigError(
-                f"wavenet.sample: expected labels as one class or {n} classes in [0, {self.num_classes}), got "
-                f"{y.numel()} value(s) in [{int(y.min())}, {int(y.max())}]"
+                f"wavenet.sample: expected attributes among {list(self.batch_attributes) or 'none'} "
+                f"(model.condition_on), got {unknown}"
             )
-        return y, "given"
+        for name, size in zip(self.batch_attributes, self.attribute_sizes, strict=True):
+            given.append(self._given(name, attributes.get(name), size, n))
+        g_device = generator.device if generator is not None else device
+        counts = self.label_counts.to(g_device).reshape(-1).double()  # (M,) over (class, *attributes) cells
+        shape = self.label_counts.shape
+        if all(v is not None for v in given):
+            cols, source = torch.stack(given, 1), "given"
+        elif all(v is None for v in given):
+            if counts.sum() == 0:
+                flat, source = torch.randint(len(counts), (n,), generator=generator, device=g_device), "uniform"
+            else:
+                flat, source = stratified_labels(n, counts / counts.sum(), generator), "training label shares"
+            cols = torch.stack(torch.unravel_index(flat, shape), 1)
+        else:  # draw what is unset from the cells that agree with what is set, at the training shares
+            cells = torch.stack(torch.unravel_index(torch.arange(len(counts), device=g_device), shape), 1)  # (M, 1+A)
+            agree = torch.ones(n, len(counts), dtype=torch.bool, device=g_device)
+            for j, v in enumerate(given):
+                if v is not None:
+                    agree &= cells[None, :, j] == v.to(g_device)[:, None]
+            w = counts[None] * agree  # (n, M)
+            w = torch.where(w.sum(1, keepdim=True) > 0, w, agree.double())
+            cols = cells[torch.multinomial(w, 1, generator=generator)[:, 0]]
+            source = "partly given; the rest at the training shares given them"
+        cols = cols.to(device)
+        return (cols[:, 0] if not self.batch_attributes else cols), source
+
+    @staticmethod
+    def _given(name: str, value: Any, size: int, n: int) -> Tensor | None:
+        """``value`` (one id or ``n`` ids in [0, size)) as (n,) int64 on the CPU; None stays None."""
+        if value is None:
+            return None
+        v = torch.as_tensor(value, dtype=torch.long).reshape(-1).cpu()
+        v = v.expand(n) if v.numel() == 1 else v
+        unit = "class" if name == "labels" else "id"
+        if v.numel() != n or (v < 0).any() or (v >= size).any():
+            raise ConfigError(
+                f"wavenet.sample: expected {name} as one {unit} or {n} {unit}{'es' if unit == 'class' else 's'} "
+                f"in [0, {size}), got "
+                f"{v.numel()} value(s) in [{int(v.min())}, {int(v.max())}]"
+            )
+        return v
 
     def _naive(self, n: int, y: Tensor | None, generator: torch.Generator | None, temperature: float) -> Tensor:
         """Each sample reruns the whole net over the receptive field before it (the last position's logits)."""
@@ -414,6 +494,16 @@ def build(config: WaveNetConfig, spec: DataSpec) -> WaveNet:
         raise ConfigError(
             f"family 'wavenet' expected mono clips of shape (1, T) with T >= 2, got {tuple(spec.shape)} in "
             f"{spec.name!r}; prepare the audio with mono: true"
+        )
+    if config.condition_on and not config.conditional:
+        raise ConfigError(
+            f"model.condition_on: expected conditional: true to condition on {config.condition_on}, got false"
+        )
+    missing = [a for a in config.condition_on if a not in spec.attributes]
+    if missing or len(set(config.condition_on)) != len(config.condition_on):
+        raise ConfigError(
+            f"model.condition_on: expected distinct attributes of {spec.name!r} among "
+            f"{sorted(spec.attributes) or 'none'}, got {config.condition_on}"
         )
     if config.conditional and spec.num_classes < 1:
         raise ConfigError(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,8 +19,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from components.config import TrainConfig
+from components.data import load_attributes, load_split
 from components.data.spec import DataSpec
-from components.errors import DivergenceError
+from components.errors import DataError, DivergenceError
 from components.models.base import GenerativeModel, OptimConfig, TrainStep, eval_mode
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -34,13 +36,30 @@ class LoopState:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def data_tensors(spec: DataSpec, x: np.ndarray, y: np.ndarray) -> tuple[Tensor, Tensor]:
-    """Arrays of a prepared split as training tensors (text is tokenised)."""
+def data_tensors(spec: DataSpec, x: np.ndarray, y: np.ndarray, *attributes: np.ndarray) -> tuple[Tensor, ...]:
+    """Arrays of a prepared split as training tensors (text is tokenised); ``attributes`` (int ids, (N,) each)
+    follow ``y`` in the batch, for a model whose ``batch_attributes`` name them."""
     if spec.kind == "text":
         from components.data.text import encode
 
-        return torch.from_numpy(encode(list(x), spec)), torch.from_numpy(y)
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y)
+        xt = torch.from_numpy(encode(list(x), spec))
+    else:
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return (xt, torch.from_numpy(y), *(torch.from_numpy(np.asarray(a, dtype=np.int64)) for a in attributes))
+
+
+def split_tensors(
+    model: GenerativeModel, spec: DataSpec, root: str | Path, dataset: str, split: str
+) -> tuple[Tensor, ...]:
+    """One prepared split as the batches ``model`` reads: (x, y, *its ``batch_attributes``)."""
+    attrs = load_attributes(root, dataset, split) if model.batch_attributes else {}
+    missing = [a for a in model.batch_attributes if a not in attrs]
+    if missing:
+        raise DataError(
+            f"{model.family}: expected the attributes {missing} in {dataset!r}/{split}, got {sorted(attrs) or 'none'}; "
+            "re-run `dvc repro prepare` or drop them from model.condition_on"
+        )
+    return data_tensors(spec, *load_split(root, dataset, split), *(attrs[a] for a in model.batch_attributes))
 
 
 def optim_config(cfg: TrainConfig, device: torch.device) -> OptimConfig:

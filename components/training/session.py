@@ -20,14 +20,14 @@ from typing import Any, Protocol
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from components.data import load_spec, load_split
+from components.data import load_spec
 from components.data.spec import DataSpec
 from components.errors import DivergenceError
 from components.models import build_model
 from components.models.base import GenerativeModel, TrainStep, Wrap
 from components.training.checkpoint import load_checkpoint, save_checkpoint
 from components.training.job import EventSink, TrainJob
-from components.training.loop import LoopState, data_tensors, evaluate_loss, make_loader, optim_config, run_epochs
+from components.training.loop import LoopState, evaluate_loss, make_loader, optim_config, run_epochs, split_tensors
 from components.training.probe import mode_probe
 from components.training.transfer import apply_transfer, plan_for, read_weights, scale_loaded_lr
 from components.training.warm_start import load_weights
@@ -62,8 +62,8 @@ def open_session(
     cfg = job.train
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
     spec = load_spec(job.data_root, job.dataset)
-    data = data_tensors(spec, *load_split(job.data_root, job.dataset, "train"))
     model = build_model(job.family, job.model, spec).to(device)
+    data = split_tensors(model, spec, job.data_root, job.dataset, "train")
     if job.init_weights is not None:  # warm start (a checkpoint, when resuming, still wins below)
         load_weights(model, job.init_weights)
     plan = None
@@ -77,7 +77,7 @@ def open_session(
         scale_loaded_lr(step, model, plan, job.transfer.lr_mult)
     val_loader = None
     if job.val_split:
-        val = TensorDataset(*data_tensors(spec, *load_split(job.data_root, job.dataset, job.val_split)))
+        val = TensorDataset(*split_tensors(model, spec, job.data_root, job.dataset, job.val_split))
         sampler = DistributedSampler(val, num_replicas=world, rank=rank, shuffle=False)
         val_loader = DataLoader(val, batch_size=cfg.batch_size, sampler=sampler)
     # Weights are identical (seeded above, and DDP broadcasts rank 0's); from here on each rank draws its own

@@ -66,3 +66,29 @@ def test_a_tiny_wavenet_reports_every_selectable_number():
     assert m["unigram_nll_bits_per_sample"] > 0 and m["lpc_nll_bits_per_sample"] > 0
     assert len(result.labels) == 12 and set(result.labels) <= set(range(-1, 12))
     assert result.samples.shape == (12, *spec.shape) and "spectrograms" in result.figures
+
+
+def test_the_test_likelihood_feeds_the_attributes_a_model_conditions_on():
+    from components.errors import DataError
+    from components.evaluation.harness import _likelihood
+
+    raw = load_notes(n_per_class=1, seconds=0.05)
+    spec = DataSpec(
+        name="notes",
+        kind="audio",
+        shape=raw.x.shape[1:],
+        class_names=raw.class_names,
+        extras=raw.extras,
+        attributes={"timbre": raw.attributes["timbre"][1]},
+    )
+    torch.manual_seed(0)
+    tiny = {"residual_channels": 4, "skip_channels": 4, "dilation_cycles": 1, "layers_per_cycle": 2}
+    model = build_model("wavenet", {**tiny, "conditional": True, "condition_on": ["timbre"]}, spec)
+    cfg = EvaluateConfig(n_samples=12, batch_size=5)
+    timbre = raw.attributes["timbre"][0]
+    got = _likelihood(model, (raw.x, raw.y), cfg, {"timbre": timbre})["test_nll_bits_per_sample"]
+    x, y, t = torch.from_numpy(raw.x), torch.from_numpy(raw.y), torch.from_numpy(timbre)
+    want = model.likelihood((x, y, t))["nll_bits_per_sample"].item()
+    assert got == pytest.approx(want, rel=1e-5)
+    with pytest.raises(DataError, match=r"expected the test attributes \['timbre'\] the model conditions on"):
+        _likelihood(model, (raw.x, raw.y), cfg)

@@ -150,14 +150,59 @@ def test_unset_labels_follow_the_training_labels_shares_stratified_and_both_samp
         model((x, torch.zeros(8, dtype=torch.long)))  # evaluation passes count nothing
     assert model.label_counts.tolist() == [6, 1, 1]
     g = lambda: torch.Generator().manual_seed(4)  # noqa: E731
-    y, source = model._sample_labels(16, None, g(), torch.device("cpu"))
+    y, source = model._sample_labels(16, None, None, g(), torch.device("cpu"))
     assert source == "training label shares" and torch.bincount(y, minlength=3).tolist() == [12, 2, 2]
-    y, _ = model._sample_labels(6, None, g(), torch.device("cpu"))  # 4.5, 0.75, 0.75: 4 + 1 + 1 more
+    y, _ = model._sample_labels(6, None, None, g(), torch.device("cpu"))  # 4.5, 0.75, 0.75: 4 + 1 + 1 more
     assert torch.bincount(y, minlength=3)[0] >= 4 and len(y) == 6
     a = model.sample(3, generator=g(), sampler="cached")
     assert torch.equal(a, model.sample(3, generator=g(), sampler="naive"))
     assert model.sampler_info()["labels"] == "training label shares"
     assert "label_counts" in model.state_dict()  # saved with the weights: the evaluate stage samples at them
+
+
+NOTES = DataSpec(
+    name="notes", kind="audio", shape=(1, 48), class_names=("C", "C#", "D"), attributes={"timbre": ("a", "b")}
+)
+
+
+def test_attribute_conditioning_counts_cells_draws_them_and_conditions_the_samples():
+    """condition_on: [timbre]: batches (x, y, timbre); joint (class, timbre) counts; unset draws keep both shares."""
+    model = _sharpen(_model(NOTES, conditional=True, condition_on=["timbre"])).train()
+    assert model.batch_attributes == ("timbre",) and tuple(model.label_counts.shape) == (3, 2)
+    x, _ = _batch(8, NOTES)
+    y, t = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2]), torch.tensor([0, 0, 0, 1, 1, 1, 0, 1])
+    model((x, y, t))
+    assert model.label_counts.tolist() == [[3, 1], [0, 2], [1, 1]]
+    model.eval()
+    g = lambda: torch.Generator().manual_seed(4)  # noqa: E731
+    cols, source = model._sample_labels(16, None, None, g(), torch.device("cpu"))  # shares x 2: exact
+    assert source == "training label shares" and cols.shape == (16, 2)
+    assert torch.bincount(cols[:, 0] * 2 + cols[:, 1], minlength=6).tolist() == [6, 2, 0, 4, 2, 2]
+    cols, source = model._sample_labels(50, 1, None, g(), torch.device("cpu"))  # class 1 was only seen as timbre 1
+    assert source.startswith("partly given") and cols[:, 0].eq(1).all() and cols[:, 1].eq(1).all()
+    cols, _ = model._sample_labels(4, None, {"timbre": 0}, g(), torch.device("cpu"))  # timbre 0: classes 0 and 2
+    assert cols[:, 1].eq(0).all() and not cols[:, 0].eq(1).any()
+    cols, source = model._sample_labels(2, [0, 2], {"timbre": [1, 0]}, g(), torch.device("cpu"))
+    assert source == "given" and cols.tolist() == [[0, 1], [2, 0]]
+    a = model.sample(2, generator=g(), labels=0, attributes={"timbre": 0})
+    assert not torch.equal(a, model.sample(2, generator=g(), labels=0, attributes={"timbre": 1}))
+    assert torch.equal(a, model.sample(2, generator=g(), labels=0, attributes={"timbre": 0}, sampler="naive"))
+    both = model.sample(4, generator=g())
+    assert torch.equal(both, model.sample(4, generator=g(), sampler="naive"))
+    with pytest.raises(
+        ConfigError, match=r"expected attributes among \['timbre'\] \(model\.condition_on\), got \['midi'\]"
+    ):
+        model.sample(1, attributes={"midi": 0})
+    with pytest.raises(ConfigError, match=r"expected timbre as one id or 2 ids in \[0, 2\)"):
+        model.sample(2, attributes={"timbre": [0, 2]})
+    with pytest.raises(ConfigError, match=r"expected batches \(x, y, timbre\), got 2 tensors"):
+        model((x, y))
+    with pytest.raises(ConfigError, match=r"expected timbre ids in \[0, 2\) for every clip"):
+        model((x, y, t + 1))
+    with pytest.raises(ConfigError, match=r"model\.condition_on: expected conditional: true"):
+        build(Config(condition_on=["timbre"]), NOTES)
+    with pytest.raises(ConfigError, match=r"expected distinct attributes of 'notes' among \['timbre'\], got \['pan'\]"):
+        build(Config(conditional=True, condition_on=["pan"]), NOTES)
 
 
 def test_bad_sampler_options_and_datasets_are_config_errors():

@@ -11,7 +11,7 @@ import pytest
 from components.config import TrainConfig
 from components.data import get_source, prepare_dataset
 from components.errors import DivergenceError
-from components.models.configs import GANConfig, VAEConfig
+from components.models.configs import GANConfig, VAEConfig, WaveNetConfig
 from components.tracking.epochs import MlflowEpochLog
 from components.training.driver import IN_PROCESS_DIR, train
 from components.training.job import TrainJob
@@ -99,6 +99,43 @@ def test_two_d_data_get_the_mode_probe_each_epoch(tmp_path):
     train(job, on_event=events.append)
     (epoch,) = [e for e in events if e["event"] == "epoch"]
     assert {"probe_modes_captured", "probe_pct_high_quality", "probe_reverse_kl"} <= set(epoch["metrics"])
+
+
+def test_a_model_that_conditions_on_an_attribute_trains_on_batches_that_carry_it(tmp_path):
+    """WaveNet with condition_on: [timbre]: the train and val batches are (x, y, timbre) from the prepared split,
+    and the joint (pitch class, timbre) counts are those of the train split."""
+    import numpy as np
+
+    from components.data import load_attributes, load_split
+
+    raw = get_source("notes")(n_per_class=4, seconds=0.05)
+    prepare_dataset("notes", raw, tmp_path / "data", val=0.25, test=0.25, seed=0)
+    job = TrainJob(
+        key="wavenet_notes",
+        family="wavenet",
+        model=WaveNetConfig(
+            residual_channels=4,
+            skip_channels=4,
+            dilation_cycles=1,
+            layers_per_cycle=3,
+            conditional=True,
+            condition_on=["timbre"],
+        ),
+        dataset="notes",
+        data_root=str(tmp_path / "data"),
+        train=TrainConfig(epochs=1, batch_size=4, lr=1e-3, num_workers=0),
+        run_name="wavenet_notes",
+        storage_path=str(tmp_path / "ray"),
+        val_split="val",
+    )
+    model, state = train(job)
+    assert "val_loss" in state.history[-1]
+    _, y = load_split(tmp_path / "data", "notes", "train")
+    timbre = load_attributes(tmp_path / "data", "notes", "train")["timbre"]
+    seen = model.label_counts.numpy()  # drop_last drops at most batch_size - 1 clips of the epoch
+    full = np.zeros_like(seen)
+    np.add.at(full, (y, timbre), 1)
+    assert (seen <= full).all() and full.sum() - seen.sum() < 4 and seen.shape == (12, 4)
 
 
 def test_the_job_pickles_with_its_typed_configs_and_epoch_log(digits_root, tmp_path):
