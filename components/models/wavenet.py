@@ -169,6 +169,8 @@ class WaveNetNet(nn.Module):
             raise ValueError("WaveNetNet: attribute conditioning needs the class conditioning too")
         # h = V_class y + sum_a V_a a: one global bias per layer from every conditioning variable (§2.5)
         self.attribute_cond = nn.ModuleList(nn.Embedding(k, len(dilations) * 2 * R) for k in attribute_sizes)
+        for emb in self.attribute_cond:  # zeros: training starts from the class-conditional net (a second N(0, 1)
+            nn.init.zeros_(emb.weight)  # bias would double the gates' bias variance and saturate them)
         #: previous samples the prediction of one sample depends on
         self.receptive_field = sum(layer.reach for layer in self.layers) + 1
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from components.config import TrainConfig
@@ -75,12 +76,14 @@ class TrainJob:
 def run_identity(*, experiment: str, family: str, model: dict[str, Any], train: TrainConfig, data_sha256: str,
                  init_sha256: str | None = None) -> tuple[str, str]:  # fmt: skip
     """``(params_hash, run_key)`` of a training run: a hash of everything that shapes the weights (family, the
-    model params as written, train params, the data, the initial weights), and ``<experiment>-<hash>``. The Ray
+    code of its model and of the loop, the model params as written, train params, the data, the initial
+    weights), and ``<experiment>-<hash>``. The Ray
     run name and the MLflow run are keyed by it, so a rerun of the same configuration resumes the same run."""
     from components.io import stable_hash
 
     shaping = {
         "family": family,
+        "code": code_sha256(family),  # an edited objective or loop must not resume the old code's checkpoint
         "model": model,
         "train": train.shaping_dump(),
         "data": data_sha256,
@@ -88,3 +91,16 @@ def run_identity(*, experiment: str, family: str, model: dict[str, Any], train: 
     }
     key_hash = stable_hash(shaping)
     return key_hash, f"{experiment}-{key_hash}"
+
+
+def code_sha256(family: str) -> str:
+    """sha256 of the sources that shape a family's weights: ``components/models/{base,<family>}.py`` and
+    every module of ``components/training`` (what dvc.yaml's train stage lists for them)."""
+    import hashlib
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    files = [models / "base.py", models / f"{family}.py", *sorted(Path(__file__).resolve().parent.glob("*.py"))]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()

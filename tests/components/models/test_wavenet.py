@@ -167,7 +167,12 @@ NOTES = DataSpec(
 
 def test_attribute_conditioning_counts_cells_draws_them_and_conditions_the_samples():
     """condition_on: [timbre]: batches (x, y, timbre); joint (class, timbre) counts; unset draws keep both shares."""
-    model = _sharpen(_model(NOTES, conditional=True, condition_on=["timbre"])).train()
+    model = _model(NOTES, conditional=True, condition_on=["timbre"])
+    (emb,) = model.net.attribute_cond
+    assert emb.weight.abs().sum() == 0  # starts as the class-conditional net
+    with torch.no_grad():
+        emb.weight.normal_()  # as if trained
+    model = _sharpen(model).train()
     assert model.batch_attributes == ("timbre",) and tuple(model.label_counts.shape) == (3, 2)
     x, _ = _batch(8, NOTES)
     y, t = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2]), torch.tensor([0, 0, 0, 1, 1, 1, 0, 1])
