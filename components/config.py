@@ -6,6 +6,7 @@ Every section is a strict pydantic model: an unknown key, a wrong type or an out
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -297,47 +298,88 @@ class Params(Strict):
     prepare: PrepareConfig
     features: FeaturesConfig = FeaturesConfig()
     experiments: dict[str, ExperimentConfig]
+    finetune: dict[str, ExperimentConfig] = Field(
+        default_factory=dict,
+        description="experiments that start from another experiment of this file (train.init_from.source): "
+        "dvc.yaml's *_ft stages run them, train_ft@EXP depending on models/<parent>, so DVC trains the parent first",
+    )
     mlflow: MlflowConfig = MlflowConfig()
     ray: RayConfig = RayConfig()
     retrain: RetrainConfig = RetrainConfig()
+    _sections: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
-        for key, exp in self.experiments.items():
-            check_name(key, where="experiments: a key")
+        both = sorted(set(self.experiments) & set(self.finetune))
+        if both:
+            raise ValueError(f"finetune: expected keys not also in experiments, got {both} in both")
+        self._sections = {**dict.fromkeys(self.experiments, "experiments"), **dict.fromkeys(self.finetune, "finetune")}
+        for key, exp in {**self.experiments, **self.finetune}.items():
+            where = self.where(key)
+            check_name(key, where=f"{self._sections[key]}: a key")
             if exp.family not in FAMILIES:
-                raise ValueError(
-                    f"experiments.{key}.family: unknown family {exp.family!r}; expected one of {sorted(FAMILIES)}"
-                )
+                raise ValueError(f"{where}.family: unknown family {exp.family!r}; expected one of {sorted(FAMILIES)}")
             if exp.dataset not in self.prepare.datasets:
                 raise ValueError(
-                    f"experiments.{key}.dataset: unknown dataset {exp.dataset!r}; "
+                    f"{where}.dataset: unknown dataset {exp.dataset!r}; "
                     f"expected one of prepare.datasets {sorted(self.prepare.datasets)}"
                 )
             # the family's hyperparameters, parsed once here (a ConfigError, not a ValueError: pydantic lets it
             # through with its own message, which names the experiment)
-            exp._family_config = FAMILIES[exp.family].parse(exp.model, where=f"experiments.{key}.model")
+            exp._family_config = FAMILIES[exp.family].parse(exp.model, where=f"{where}.model")
             if exp.tune is not None:
-                check_tune_space(key, exp)
-            check_selection(key, exp, self.prepare.datasets[exp.dataset].source)
-        check_lineage(self.experiments)
+                check_tune_space(key, exp, where=where)
+            check_selection(key, exp, self.prepare.datasets[exp.dataset].source, where=where)
+        check_sections(self.experiments, self.finetune)
+        # from here on one table: every stage and report reads an experiment the same way, wherever it is listed
+        # (the model is frozen; this is its own validator finishing the parse)
+        self.__dict__["experiments"] = {**self.experiments, **self.finetune}
+        check_lineage(self.experiments, self.where)
         return self
+
+    def where(self, key: str) -> str:
+        """Where experiment ``key`` is written in params.yaml: ``experiments.<key>`` or ``finetune.<key>``."""
+        return f"{self._sections.get(key, 'experiments')}.{key}"
 
     def experiment(self, key: str) -> ExperimentConfig:
         if key not in self.experiments:
             raise ConfigError(
-                f"unknown experiment {key!r}; expected one of {sorted(self.experiments)} (params.yaml experiments)"
+                f"unknown experiment {key!r}; expected one of {sorted(self.experiments)} (params.yaml experiments "
+                "and finetune)"
             )
         return self.experiments[key]
 
 
-def check_selection(key: str, exp: ExperimentConfig, source: str) -> None:
+def check_sections(experiments: dict[str, ExperimentConfig], finetune: dict[str, ExperimentConfig]) -> None:
+    """An experiment that starts from another experiment is listed under ``finetune`` (its ``train_ft`` stage
+    depends on the parent's model: DVC cannot give one ``train`` foreach item a dependency the others lack), and
+    only such experiments are."""
+    for key, exp in experiments.items():
+        init = exp.train.init_from
+        if init is not None and not init.registered:
+            raise ConfigError(
+                f"experiments.{key}.train.init_from: expected a registered model (NAME@ALIAS, NAME/VERSION) in "
+                f"experiments, got the experiment {init.source!r}; move {key!r} under finetune: (dvc.yaml's "
+                f"train_ft stage then trains it after {init.source!r})"
+            )
+    for key, exp in finetune.items():
+        init = exp.train.init_from
+        if init is None or init.registered:
+            got = "none" if init is None else f"the registered model {init.source!r}"
+            raise ConfigError(
+                f"finetune.{key}.train.init_from: expected an experiment of params.yaml to start from, got {got}; "
+                "an experiment without one (or from a registered model) belongs under experiments:"
+            )
+
+
+def check_selection(key: str, exp: ExperimentConfig, source: str, *, where: str | None = None) -> None:
     """``selection.metric`` must be a number evaluate@EXP reports for this family on this kind of data."""
     kinds = SOURCE_KINDS[source]
     allowed = set().union(*(REPORTED[k] for k in kinds)) | {f.metric for f in FAMILIES[exp.family].likelihood}
     if exp.selection.metric not in allowed:
         raise ConfigError(
-            f"experiments.{key}.selection.metric: expected one of {sorted(allowed)} (what evaluate reports for "
+            f"{where or f'experiments.{key}'}.selection.metric: expected one of {sorted(allowed)} (what evaluate "
+            "reports for "
             f"a {exp.family} model on {'/'.join(kinds)} data), got {exp.selection.metric!r}"
         )
 
@@ -351,16 +393,17 @@ def parents(experiments: dict[str, ExperimentConfig]) -> dict[str, str]:
     }
 
 
-def check_lineage(experiments: dict[str, ExperimentConfig]) -> None:
+def check_lineage(experiments: dict[str, ExperimentConfig], where: Callable[[str], str] | None = None) -> None:
     """``train.init_from`` naming an experiment: it exists, has the same family, and no chain of them loops."""
+    at = where or (lambda key: f"experiments.{key}")
     links = parents(experiments)
     for key, parent in links.items():
-        where = f"experiments.{key}.train.init_from.source"
+        loc = f"{at(key)}.train.init_from.source"
         if parent not in experiments:
-            raise ConfigError(f"{where}: expected an experiment of params.yaml {sorted(experiments)}, got {parent!r}")
+            raise ConfigError(f"{loc}: expected an experiment of params.yaml {sorted(experiments)}, got {parent!r}")
         if experiments[parent].family != experiments[key].family:
             raise ConfigError(
-                f"{where}: expected an experiment of family {experiments[key].family!r}, got {parent!r} of family "
+                f"{loc}: expected an experiment of family {experiments[key].family!r}, got {parent!r} of family "
                 f"{experiments[parent].family!r}"
             )
     for start in links:
@@ -371,7 +414,7 @@ def check_lineage(experiments: dict[str, ExperimentConfig]) -> None:
         if node in chain:
             loop = chain[chain.index(node) :] + [node]
             raise ConfigError(
-                f"experiments.{start}.train.init_from: expected experiments without a cycle, got {' -> '.join(loop)}"
+                f"{at(start)}.train.init_from: expected experiments without a cycle, got {' -> '.join(loop)}"
             )
 
 
@@ -400,25 +443,24 @@ def apply_overrides(
     return TrainConfig(**train), get_family(exp.family).parse(model, where=where)
 
 
-def check_tune_space(key: str, exp: ExperimentConfig) -> None:
+def check_tune_space(key: str, exp: ExperimentConfig, *, where: str | None = None) -> None:
     """Every value a search may draw must be a valid setting: each choice, both ends of each range."""
     assert exp.tune is not None
+    at = where or f"experiments.{key}"
     fields = get_family(exp.family).config.model_fields
     epochs = exp.tune.epochs or exp.train.epochs
     if exp.tune.grace_period > epochs:
-        raise ConfigError(
-            f"experiments.{key}.tune.grace_period = {exp.tune.grace_period} exceeds the {epochs} epochs of a trial"
-        )
+        raise ConfigError(f"{at}.tune.grace_period = {exp.tune.grace_period} exceeds the {epochs} epochs of a trial")
     for name, dist in exp.tune.space.items():
-        where = f"experiments.{key}.tune.space.{name}"
+        where = f"{at}.tune.space.{name}"
         section, _, k = name.partition(".")
         if section == "model" and k not in fields:
             raise ConfigError(f"{where}: {exp.family} has no hyperparameter {k!r}; expected one of {sorted(fields)}")
         for value in dist.candidates():
             try:
-                apply_overrides(exp, {name: value}, where=f"experiments.{key}.model")
+                apply_overrides(exp, {name: value}, where=f"{at}.model")
             except ValidationError as e:
-                msg = format_validation_error(e, prefix=f"experiments.{key}.train")
+                msg = format_validation_error(e, prefix=f"{at}.train")
                 raise ConfigError(f"{where}: {dist.kind} value {value!r}: {msg}") from None
             except ConfigError as e:
                 raise ConfigError(f"{where}: {dist.kind} value {value!r}: {e}") from None

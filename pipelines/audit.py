@@ -32,7 +32,7 @@ ATTRIBUTE_SCALARS = ("fd_l2", "fd_l1", "fd_kl", "amplification", "quality_gap", 
 @app.command()
 @stage
 def main(experiment: str = EXPERIMENT) -> None:
-    _, exp, info = experiment_context(experiment)
+    p, exp, info = experiment_context(experiment)
     labels = read_json(eval_dir(experiment) / "labels.json")
     _, y_train = load_split(DATA, exp.dataset, "train")
     kind = load_spec(DATA, exp.dataset).kind
@@ -40,7 +40,7 @@ def main(experiment: str = EXPERIMENT) -> None:
     if kind == "audio":
         feats = audio_features(exp.dataset, eval_dir(experiment))  # None: no classifier, the pitch audit alone
         if feats is None:
-            _image_gates_unset(experiment, exp.audit, kind)
+            _image_gates_unset(p.where(experiment), exp.audit, kind)
         train_attributes = load_attributes(DATA, exp.dataset, "train")
         report = audio_report(labels, y_train, train_attributes, exp.audit, seed=exp.evaluate.seed, features=feats)
     else:
@@ -48,7 +48,7 @@ def main(experiment: str = EXPERIMENT) -> None:
         if kind == "image":
             groups = image_groups(exp.dataset, labels, eval_dir(experiment))
         else:
-            _image_gates_unset(experiment, exp.audit, kind)
+            _image_gates_unset(p.where(experiment), exp.audit, kind)
         report = audit_shares(
             labels["labels"],
             y_train,
@@ -209,12 +209,12 @@ def audit_markdown_all(report: dict, experiment: str) -> str:
     return text
 
 
-def _image_gates_unset(experiment: str, cfg: AuditConfig, kind: str) -> None:
+def _image_gates_unset(where: str, cfg: AuditConfig, kind: str) -> None:
     for key in IMAGE_ONLY_GATES:
         if getattr(cfg, key) is not None:
             where = "audio without a domain classifier" if kind == "audio" else kind
             raise ConfigError(
-                f"experiments.{experiment}.audit.{key}: measured for image datasets and audio datasets with a domain "
+                f"{where}.audit.{key}: measured for image datasets and audio datasets with a domain "
                 f"classifier only, this one is {where}; remove the key"
             )
 

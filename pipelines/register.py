@@ -38,7 +38,7 @@ def main(experiment: str = EXPERIMENT) -> None:
     value = metrics.get(metric)
     if not isinstance(value, int | float):
         numeric = sorted(k for k, v in metrics.items() if isinstance(v, int | float))
-        raise ConfigError(f"experiments.{experiment}.selection.metric = {metric!r}: expected one of {numeric}")
+        raise ConfigError(f"{p.where(experiment)}.selection.metric = {metric!r}: expected one of {numeric}")
 
     name = registry.model_name(p.mlflow.model_prefix, experiment)
     fp = registry.fingerprint(

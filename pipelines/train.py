@@ -41,7 +41,8 @@ def main(experiment: str = EXPERIMENT) -> None:
     root = Path.cwd()
     manifest = load_manifest(DATA, exp.dataset)
     c = runs.client(root)
-    parent, transfer, plan = _init_from(experiment, exp) if exp.train.init_from else (None, None, None)
+    init = _init_from(experiment, exp, p.where(experiment)) if exp.train.init_from else None
+    parent, transfer, plan = init if init else (None, None, None)
     warm = _warm_start(p, experiment, exp) if p.retrain.warm_start and parent is None else None
     key_hash, run_key = run_identity(
         experiment=experiment,
@@ -157,7 +158,7 @@ def _save(
     return info
 
 
-def _init_from(experiment: str, exp: ExperimentConfig) -> tuple[Parent, Transfer, TransferPlan]:
+def _init_from(experiment: str, exp: ExperimentConfig, where: str) -> tuple[Parent, Transfer, TransferPlan]:
     """``train.init_from``: the parent's weights, checked against this experiment's model (family, strict
     loading, load and freeze prefixes) before any run starts; one line on any mismatch."""
     from components.data import load_spec
@@ -170,8 +171,8 @@ def _init_from(experiment: str, exp: ExperimentConfig) -> tuple[Parent, Transfer
     if init.registered:
         parent = from_registry(init.source)
     else:
-        parent = from_experiment(MODELS, init.source, child=experiment)
-    check_family(parent, exp.family, child=experiment)
+        parent = from_experiment(MODELS, init.source, where=where)
+    check_family(parent, exp.family, where=where)
     transfer = Transfer(
         weights=parent.weights,
         strict=init.strict,
@@ -184,7 +185,7 @@ def _init_from(experiment: str, exp: ExperimentConfig) -> tuple[Parent, Transfer
         plan = plan_for(model, read_weights(parent.weights), strict=init.strict, load=transfer.load,
                         freeze=transfer.freeze)  # fmt: skip
     except ConfigError as e:
-        raise ConfigError(f"experiments.{experiment}.{e} (parent {parent.label()}); nothing trained") from None
+        raise ConfigError(f"{where}.{e} (parent {parent.label()}); nothing trained") from None
     skipped = f"; not loaded: {', '.join(sorted(plan.skipped))}" if plan.skipped else ""
     console.print(
         f"init [bold]{experiment}[/] from {parent.label()} (sha256 {parent.weights_sha256[:12]}): "

@@ -51,7 +51,7 @@ def main(
     exp = p.experiment(experiment)
     if exp.tune is None:
         raise ConfigError(
-            f"experiments.{experiment} has no 'tune' section in params.yaml; add e.g. "
+            f"{p.where(experiment)} has no 'tune' section in params.yaml; add e.g. "
             "tune: {num_samples: 8, space: {train.lr: {loguniform: [1.0e-4, 1.0e-2]}}}"
         )
     manifest = load_manifest(DATA, exp.dataset)
@@ -107,7 +107,7 @@ def main(
         c.set_terminated(parent, status="FAILED" if isinstance(e, Exception) else "KILLED")
         raise
     wall = time.time() - t0
-    overrides = {f"experiments.{experiment}.{k}": v for k, v in outcome.best.items()}
+    overrides = {f"{p.where(experiment)}.{k}": v for k, v in outcome.best.items()}
     result = {
         "experiment": experiment,
         "metric": outcome.metric,
@@ -179,12 +179,13 @@ def apply_best(experiment: str, path: Path = PARAMS) -> None:
     yaml.width = 4096
     yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
     doc = yaml.load(path.read_text())
-    prefix = f"experiments.{experiment}."
+    listed = "finetune" if experiment in (doc.get("finetune") or {}) else "experiments"
+    prefix = f"{listed}.{experiment}."
     for dotted, value in best.items():
         if not dotted.startswith(prefix):
             raise GenfoundryError(f"{f}: {dotted!r} is not a key of experiment {experiment!r}")
         section, key = dotted[len(prefix) :].split(".", 1)
-        exp = doc["experiments"][experiment]
+        exp = doc[listed][experiment]
         if exp.get(section) is None:
             exp[section] = {}
         exp[section][key] = list(value) if isinstance(value, tuple) else value
@@ -199,7 +200,7 @@ def apply_best(experiment: str, path: Path = PARAMS) -> None:
         raise
     tmp.replace(path)
     console.print(
-        f"params.yaml: experiments.{experiment} <- "
+        f"params.yaml: {listed}.{experiment} <- "
         + ", ".join(f"{k[len(prefix) :]} = {v}" for k, v in best.items())
         + f"; `dvc repro` retrains {experiment} with them",
         highlight=False,

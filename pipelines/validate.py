@@ -13,7 +13,7 @@ from components.config import read_yaml
 from components.errors import ConfigError
 from components.io import write_json
 from components.layout import PARAMS, REPORTS
-from components.orchestration.dag import lineage_problems, missing_params
+from components.orchestration.dag import finetune_problems, missing_params
 from pipelines._common import console, params, stage
 
 app = typer.Typer(add_completion=False)
@@ -27,7 +27,7 @@ def main() -> None:
     p = params()
     dvc = read_yaml(PARAMS.with_name("dvc.yaml"))
     raw = read_yaml(PARAMS)
-    missing = missing_params(dvc if isinstance(dvc, dict) else {}, raw) + lineage_problems(raw)
+    missing = finetune_problems(raw) + missing_params(dvc if isinstance(dvc, dict) else {}, raw)
     if missing:
         raise ConfigError(missing[0] + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     write_json(OUT, {"params.yaml": "valid"})

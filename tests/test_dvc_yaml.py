@@ -33,9 +33,10 @@ def stages(dvc: dict, params: dict) -> list[tuple[str, str, list[str], dict | No
     out = []
     for name, st in dvc["stages"].items():
         if "foreach" in st:
-            assert st["foreach"] == "${experiments}", f"{name}: expected foreach over ${{experiments}}"
+            section = {"${experiments}": "experiments", "${finetune}": "finetune"}.get(st["foreach"])
+            assert section, f"{name}: expected foreach over ${{experiments}} or ${{finetune}}, got {st['foreach']}"
             body = st["do"]
-            items = [(k, v) for k, v in params["experiments"].items()]
+            items = [(k, v) for k, v in (params.get(section) or {}).items()]
         else:
             body, items = st, [(None, None)]
         for key, item in items:

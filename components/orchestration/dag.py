@@ -1,5 +1,6 @@
-"""What ``dvc.yaml`` asks of ``params.yaml``: every params key a stage tracks must exist, and an experiment that
-starts from another one (``train.init_from``) comes after it.
+"""What ``dvc.yaml`` asks of ``params.yaml``: every params key a stage tracks must exist, and an experiment under
+``finetune`` names its parent as ``train.init_from.source`` (the key ``train_ft@EXP``'s dependency on the
+parent's model reads).
 
 DVC checks a stage's params only when it runs the stage, after it has deleted the stage's outputs: a missing
 section (an experiment without ``evaluate:``) used to cost its good outputs before the stage failed. The
@@ -19,11 +20,12 @@ def _expand(text: str, key: str, item: dict[str, Any]) -> str:
 
 def tracked_params(dvc: dict[str, Any], params: dict[str, Any]) -> list[tuple[str, str]]:
     """``(stage, dotted params key)`` for every ``params:`` entry of every stage, ``foreach`` stages expanded
-    over ``params['experiments']``."""
+    over their section (``${experiments}`` or ``${finetune}``)."""
     out: list[tuple[str, str]] = []
     for name, stage in (dvc.get("stages") or {}).items():
         if "foreach" in stage:
-            items = params.get("experiments") if stage["foreach"] == "${experiments}" else None
+            section = {"${experiments}": "experiments", "${finetune}": "finetune"}.get(stage["foreach"])
+            items = params.get(section) if section else None
             body = stage.get("do", {})
             for key, item in (items or {}).items():
                 for entry in body.get("params", []) or []:
@@ -55,24 +57,18 @@ def missing_params(dvc: dict[str, Any], params: dict[str, Any]) -> list[str]:
     ]
 
 
-def lineage_problems(params: dict[str, Any]) -> list[str]:
-    """One line per experiment whose ``train.init_from`` parent (an experiment) is listed after it.
-
-    DVC cannot give one item of the ``train`` foreach a dependency the others lack (a missing ``${item...}``
-    key fails the whole dvc.yaml, and a list-valued ``deps`` is refused by its schema), so no dvc.yaml edge
-    joins ``train@PARENT`` to ``train@CHILD``. ``dvc repro`` runs unrelated stages in the order of dvc.yaml
-    and of the foreach items, that is of ``experiments``: a parent listed first trains first. Unknown parents,
-    another family and cycles are refused by the params parser (``components.config.check_lineage``).
-    """
-    experiments = params.get("experiments") or {}
-    order = {key: i for i, key in enumerate(experiments)}
+def finetune_problems(params: dict[str, Any]) -> list[str]:
+    """One line per ``finetune`` experiment whose parent is not written as ``train.init_from: {source: NAME}``:
+    ``train_ft@EXP`` depends on ``models/${item.train.init_from.source}``, which DVC cannot read from the
+    shorthand ``init_from: NAME`` (the params parser accepts both; :func:`components.config.check_sections`
+    checks that the parent is an experiment)."""
     out = []
-    for key, exp in experiments.items():
+    for key, exp in (params.get("finetune") or {}).items():
         init = ((exp or {}).get("train") or {}).get("init_from") if isinstance(exp, dict) else None
-        source = init.get("source") if isinstance(init, dict) else init
-        if isinstance(source, str) and source in order and order[source] > order[key]:
+        if not (isinstance(init, dict) and isinstance(init.get("source"), str)):
+            name = init if isinstance(init, str) else "NAME"
             out.append(
-                f"experiments.{key}.train.init_from: expected its parent {source!r} listed before it in params.yaml "
-                f"(dvc repro trains experiments in that order), got it after; move {source!r} up"
+                f"finetune.{key}.train.init_from: expected {{source: NAME}} (dvc.yaml's train_ft reads "
+                f"init_from.source), got {init!r}; write init_from: {{source: {name}}}"
             )
     return out

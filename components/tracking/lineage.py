@@ -59,21 +59,22 @@ def lineage_tags(info: dict[str, Any]) -> dict[str, str]:
     return {f"{TAG_PREFIX}{k}": str(lineage[k]) for k in keys if lineage.get(k) is not None}
 
 
-def check_family(parent: Parent, family: str, *, child: str) -> None:
+def check_family(parent: Parent, family: str, *, where: str) -> None:
+    """``where``: the child in params.yaml (``experiments.<key>`` or ``finetune.<key>``)."""
     if parent.family != family:
         raise GenfoundryError(
-            f"experiments.{child}.train.init_from: expected a {family} model, got {parent.label()} of family "
+            f"{where}.train.init_from: expected a {family} model, got {parent.label()} of family "
             f"{parent.family!r}; nothing trained"
         )
 
 
-def from_experiment(models_root: str | Path, experiment: str, *, child: str) -> Parent:
-    """The trained model of ``experiment`` in ``models_root/<experiment>/``."""
+def from_experiment(models_root: str | Path, experiment: str, *, where: str) -> Parent:
+    """The trained model of ``experiment`` in ``models_root/<experiment>/``; ``where``: the child in params.yaml."""
     directory = Path(models_root) / experiment
     if not (directory / WEIGHTS).is_file():
         raise GenfoundryError(
-            f"experiments.{child}.train.init_from: expected the trained model of {experiment!r} in {directory}, got "
-            f"none; run `dvc repro train@{experiment}` first (nothing trained)"
+            f"{where}.train.init_from: expected the trained model of {experiment!r} in {directory}, got "
+            f"none; train it first (`dvc repro` does, before the child) (nothing trained)"
         )
     return _parent("experiment", experiment, None, load_info(directory), (directory / WEIGHTS).read_bytes())
 

@@ -122,7 +122,10 @@ def test_a_missing_file_names_the_fix_not_an_option_that_does_not_exist(tmp_path
 
 
 def _init_from(key: str, value, **changes):
+    """BASE with ``init_from: value`` on ``key`` and ``changes`` applied; an experiment whose parent is then an
+    experiment moves under ``finetune`` (where params.yaml keeps those)."""
     raw = copy.deepcopy(BASE)
+    raw["experiments"].update(raw.pop("finetune", {}))
     raw["experiments"][key]["train"]["init_from"] = value
     for path, v in changes.items():
         *parents, leaf = path.split(".")
@@ -130,6 +133,12 @@ def _init_from(key: str, value, **changes):
         for part in parents:
             node = node[part]
         node[leaf] = v
+    raw["finetune"] = {}
+    for k in list(raw["experiments"]):
+        init = raw["experiments"][k].get("train", {}).get("init_from")
+        source = init.get("source") if isinstance(init, dict) else init
+        if isinstance(source, str) and "@" not in source and "/" not in source:
+            raw["finetune"][k] = raw["experiments"].pop(k)
     return raw
 
 
@@ -146,7 +155,27 @@ def test_init_from_reads_a_bare_source_and_tells_registered_models_from_experime
 def test_the_shipped_transfer_experiment_starts_from_its_parent():
     p = load_params(ROOT / "params.yaml")
     assert p.experiments["gpt_names_ft"].train.init_from.source == "gpt_surnames"
+    assert p.where("gpt_names_ft") == "finetune.gpt_names_ft" and p.where("gpt_names") == "experiments.gpt_names"
+    assert list(p.finetune) == ["gpt_names_ft"] and list(p.experiments)[-1] == "gpt_names_ft"  # one table
     assert p.prepare.datasets["surnames"].source == "surnames"
+
+
+def test_an_experiment_parent_belongs_under_finetune_and_only_there():
+    raw = copy.deepcopy(BASE)
+    raw["experiments"]["gpt_names_ft"] = raw["finetune"].pop("gpt_names_ft")
+    with pytest.raises(ConfigError, match=r"experiments\.gpt_names_ft\.train\.init_from: expected a registered model "
+                       r"\(NAME@ALIAS, NAME/VERSION\) in experiments, got the experiment 'gpt_surnames'; move "
+                       r"'gpt_names_ft' under finetune:"):  # fmt: skip
+        parse_params(raw)
+    raw = copy.deepcopy(BASE)
+    raw["finetune"]["gpt_names_ft"]["train"]["init_from"] = "genfoundry-gpt_surnames@champion"
+    with pytest.raises(ConfigError, match=r"finetune\.gpt_names_ft\.train\.init_from: expected an experiment of "
+                       r"params\.yaml to start from, got the registered model"):  # fmt: skip
+        parse_params(raw)
+    raw = copy.deepcopy(BASE)
+    raw["finetune"]["gpt_names"] = raw["experiments"]["gpt_names"]
+    with pytest.raises(ConfigError, match=r"finetune: expected keys not also in experiments, got \['gpt_names'\]"):
+        parse_params(raw)
 
 
 def test_run_hashes_of_experiments_without_init_from_do_not_change():
@@ -163,13 +192,13 @@ def test_run_hashes_of_experiments_without_init_from_do_not_change():
             "gpt_names",
             "gpt_nowhere",
             {},
-            "experiments.gpt_names.train.init_from.source: expected an experiment of params.yaml [",
+            "finetune.gpt_names.train.init_from.source: expected an experiment of params.yaml [",
         ),
         (
             "gpt_names",
             "vae_mnist",
             {},
-            "experiments.gpt_names.train.init_from.source: expected an experiment of family 'gpt', got 'vae_mnist' "
+            "finetune.gpt_names.train.init_from.source: expected an experiment of family 'gpt', got 'vae_mnist' "
             "of family 'vae'",
         ),
         ("gpt_names", "gpt_names", {}, "expected experiments without a cycle, got gpt_names -> gpt_names"),
@@ -190,8 +219,8 @@ def test_run_hashes_of_experiments_without_init_from_do_not_change():
             "init_from' = 'gpt names': expected a source NAME@ALIAS or NAME/VERSION (a registered model) or an",
         ),
         ("gpt_names", "../models", {}, "init_from' = '../models': expected a source NAME@ALIAS"),
-        ("gpt_names", {"source": "gpt_surnames", "lr_mult": 0}, {}, "'experiments.gpt_names.train.init_from.lr_mult'"),
-        ("gpt_names", {"source": "gpt_surnames", "frozen": ["x"]}, {}, "unknown key 'experiments.gpt_names.train"),
+        ("gpt_names", {"source": "gpt_surnames", "lr_mult": 0}, {}, "'finetune.gpt_names.train.init_from.lr_mult'"),
+        ("gpt_names", {"source": "gpt_surnames", "frozen": ["x"]}, {}, "unknown key 'finetune.gpt_names.train"),
     ],
 )
 def test_bad_init_from_is_one_line(key, value, changes, expected):

@@ -1,4 +1,4 @@
-"""Failure drills on a tiny copy of the project (digits; one small VAE trained on 1 Ray worker, 4 epochs).
+"""Failure drills on a tiny copy of the project (digits; one small VAE trained on 1 Ray worker, 12 epochs).
 
 1. ``dvc repro train@vae_d``, and SIGKILL the stage's driver (``python -m pipelines.train vae_d``, what
    ``genfoundry train vae_d`` runs) after its first checkpoint: the repro fails, dvc.lock records nothing.
@@ -6,9 +6,10 @@
    ``RunConfig(name, storage_path)``), not from scratch; as soon as the worker has recorded the resume,
    SIGINT reaches dvc's process group (what Ctrl-C does) and interrupts it. (Waiting for one more checkpoint
    first was a race: when the first drill's last checkpoint is epoch 3, the next one is the final epoch and
-   the repro could finish before the signal landed; seen once in a full-suite run.)
+   the repro could finish before the signal landed; seen once in a full-suite run. With 4 epochs the
+   resume itself could start at epoch 3 and finish before the signal: 12 leave it epochs to run.)
 3. ``dvc repro train@vae_d`` resumes once more and finishes: ``dvc status`` has nothing to do for the stage,
-   dvc.lock, the model and reports/vae_d/train.json agree on 4 epochs, and the one MLflow run has every epoch
+   dvc.lock, the model and reports/vae_d/train.json agree on 12 epochs, and the one MLflow run has every epoch
    exactly once, with the two resumes recorded in its tag ``train.resumed_from``.
 
 The drills repro the train stage and its upstream (``prepare``), not evaluate/audit/register: those stages
@@ -35,7 +36,7 @@ from tests.pipelines.conftest import copy_project, init_repo, run_checked
 pytestmark = pytest.mark.slow  # end to end: `make test-slow` (CI runs it after `make test`)
 
 BIN = Path(sys.executable).parent
-EPOCHS = 4
+EPOCHS = 12  # enough that a resume always has epochs left (the first kill can land a few checkpoints late)
 STAGE = "train@vae_d"
 
 

@@ -1,7 +1,8 @@
-"""Stage ``train@EXP`` with ``train.init_from``: a fine-tuned experiment starts from another experiment's model or
-from a registered version, its MLflow run and config.json record the lineage, and a bad parent, a strict shape
-mismatch or a freeze prefix that matches nothing is one line with nothing trained (no run, no model).
-(In-process training, ``num_workers: 0``; a real sqlite MLflow store.)"""
+"""Stages ``train_ft@EXP`` and ``train@EXP`` with ``train.init_from``: a fine-tuned experiment (params.yaml's
+finetune) starts from another experiment's model, or one of experiments from a registered version; its MLflow run
+and config.json record the lineage, and a bad parent, a strict shape mismatch or a freeze prefix that matches
+nothing is one line with nothing trained (no run, no model). (In-process training, ``num_workers: 0``; a real
+sqlite MLflow store.)"""
 
 from __future__ import annotations
 
@@ -37,10 +38,19 @@ def experiment(dataset: str, **train) -> dict:
 
 
 def write_params(d: Path, experiments: dict) -> None:
+    """params.yaml with ``experiments``; those whose parent is an experiment go under ``finetune``, where
+    params.yaml keeps them (their train_ft stage depends on the parent's model)."""
+
+    def from_experiment(exp: dict) -> bool:
+        init = exp["train"].get("init_from")
+        source = init.get("source") if isinstance(init, dict) else init
+        return isinstance(source, str) and "@" not in source and "/" not in source
+
     params = {
         "prepare": {"datasets": {"names": {"source": "names"}, "surnames": {"source": "surnames", "n_samples": 2000}}},
         "mlflow": {"experiment": "transfer-test", "model_prefix": "gf"},
-        "experiments": experiments,
+        "experiments": {k: v for k, v in experiments.items() if not from_experiment(v)},
+        "finetune": {k: v for k, v in experiments.items() if from_experiment(v)},
     }
     (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
@@ -161,16 +171,20 @@ def test_a_child_starts_from_a_registered_version(project):
         (
             "gpt_x2",
             {"source": "gpt_p", "strict": True},
-            "error: experiments.gpt_x2.train.init_from.strict: expected every tensor to load, got 1 that do not: "
+            "error: finetune.gpt_x2.train.init_from.strict: expected every tensor to load, got 1 that do not: "
             "net.wpe.weight (shape [14, 16] in the parent, [12, 16] here) (parent experiment gpt_p); nothing trained",
         ),
         (
             "gpt_x3",
             {"source": "gpt_p", "freeze": ["embeddings"]},
-            "error: experiments.gpt_x3.train.init_from.freeze: expected a name prefix of loaded parameters, got "
+            "error: finetune.gpt_x3.train.init_from.freeze: expected a name prefix of loaded parameters, got "
             "'embeddings', which matches none",
         ),
-        ("gpt_x4", "gpt_untrained", "run `dvc repro train@gpt_untrained` first (nothing trained)"),
+        (
+            "gpt_x4",
+            "gpt_untrained",
+            "error: finetune.gpt_x4.train.init_from: expected the trained model of 'gpt_untrained' in",
+        ),
     ],
 )
 def test_a_bad_parent_is_one_line_and_nothing_trains(project, key, init_from, message):

@@ -82,18 +82,19 @@ def test_a_parent_that_does_not_exist_or_is_not_ours_is_one_line(parent_store, s
 
 
 def test_an_experiment_parent_reads_its_models_folder_and_must_be_trained(parent_store):
-    parent = from_experiment(parent_store / "models", "gpt_surnames", child="gpt_names_ft")
+    parent = from_experiment(parent_store / "models", "gpt_surnames", where="finetune.gpt_names_ft")
     assert parent.kind == "experiment" and parent.version is None and parent.label() == "experiment gpt_surnames"
-    with pytest.raises(GenfoundryError, match=r"run `dvc repro train@gpt_other` first \(nothing trained\)"):
-        from_experiment(parent_store / "models", "gpt_other", child="gpt_names_ft")
+    missing = r"^finetune\.gpt_names_ft\.train\.init_from: expected the trained model of 'gpt_other' .*first"
+    with pytest.raises(GenfoundryError, match=missing):
+        from_experiment(parent_store / "models", "gpt_other", where="finetune.gpt_names_ft")
 
 
 def test_a_parent_of_another_family_is_one_line(parent_store):
-    parent = from_experiment(parent_store / "models", "gpt_surnames", child="vae_x")
+    parent = from_experiment(parent_store / "models", "gpt_surnames", where="finetune.vae_x")
     with pytest.raises(GenfoundryError) as e:
-        check_family(parent, "vae", child="vae_x")
+        check_family(parent, "vae", where="finetune.vae_x")
     assert str(e.value) == (
-        "experiments.vae_x.train.init_from: expected a vae model, got experiment gpt_surnames of family 'gpt'; "
+        "finetune.vae_x.train.init_from: expected a vae model, got experiment gpt_surnames of family 'gpt'; "
         "nothing trained"
     )
 
