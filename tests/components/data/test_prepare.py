@@ -145,7 +145,7 @@ def test_prepare_stage_passes_the_limits_to_the_source(tmp_path, monkeypatch):
     (tmp_path / "data" / "raw" / "t.txt").write_text("ab\ncd\nef\n" * 10)
     raw = copy.deepcopy(BASE)
     raw["prepare"]["datasets"] = {"t": {"source": "textfile", "path": "data/raw/t.txt", "min_unique": 3}}
-    raw["experiments"] = {}
+    raw["experiments"], raw["finetune"] = {}, {}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     result = CliRunner().invoke(stage.app, [])
     assert result.exit_code == 0, result.output
