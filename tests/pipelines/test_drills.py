@@ -46,6 +46,7 @@ def _params() -> dict:
     p["prepare"]["datasets"] = {"digits": {"source": "digits"}}
     p["ray"] = {"storage_path": "ray_results"}
     p["mlflow"] = {"experiment": "drill", "model_prefix": "drill"}
+    p["finetune"] = {}  # its fine-tune names datasets this copy drops
     p["experiments"] = {
         "vae_d": {
             "family": "vae",
