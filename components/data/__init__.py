@@ -95,6 +95,21 @@ def split_indices(n: int, y: np.ndarray | None, *, val: float, test: float, seed
     return idx
 
 
+def spec_of(name: str, raw: RawData) -> DataSpec:
+    """The :class:`DataSpec` of ``raw`` saved as dataset ``name`` (text: the longest string's length)."""
+    x = raw.x
+    return DataSpec(
+        name=name,
+        kind=raw.kind,
+        shape=tuple(x.shape[1:]) if raw.kind != "text" else (int(max(len(s) for s in x)),),
+        class_names=raw.class_names,
+        levels=raw.levels,
+        vocab=raw.vocab,
+        extras=raw.extras,
+        attributes={k: tuple(names) for k, (_, names) in raw.attributes.items()},
+    )
+
+
 def prepare_dataset(name: str, raw: RawData, out_dir: str | Path, *, val: float, test: float, seed: int) -> dict:
     """Validate, split and save one dataset atomically; return its manifest.
 
@@ -127,16 +142,7 @@ def prepare_dataset(name: str, raw: RawData, out_dir: str | Path, *, val: float,
             f"from {len(x)} samples with val={val}, test={test}{why}; add samples or raise prepare.split.val/test "
             "(val: 0 skips validation)"
         )
-    spec = DataSpec(
-        name=name,
-        kind=raw.kind,
-        shape=tuple(x.shape[1:]) if raw.kind != "text" else (int(max(len(s) for s in x)),),
-        class_names=raw.class_names,
-        levels=raw.levels,
-        vocab=raw.vocab,
-        extras=raw.extras,
-        attributes={k: tuple(names) for k, (_, names) in raw.attributes.items()},
-    )
+    spec = spec_of(name, raw)
     attrs = {f"attr_{k}": np.asarray(ids, dtype=np.int64) for k, (ids, _) in raw.attributes.items()}
     for k, a in attrs.items():
         if a.shape != (len(x),):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from components.config import EvaluateConfig
+from components.data import spec_of
 from components.data.audio import load_notes
 from components.data.spec import DataSpec
 from components.evaluation.audio_harness import level_edges, lpc_nll_bits, mu_law_levels, unigram_nll_bits
@@ -73,14 +74,7 @@ def test_the_test_likelihood_feeds_the_attributes_a_model_conditions_on():
     from components.evaluation.harness import _likelihood
 
     raw = load_notes(n_per_class=1, seconds=0.05)
-    spec = DataSpec(
-        name="notes",
-        kind="audio",
-        shape=raw.x.shape[1:],
-        class_names=raw.class_names,
-        extras=raw.extras,
-        attributes={"timbre": raw.attributes["timbre"][1]},
-    )
+    spec = spec_of("notes", raw)
     torch.manual_seed(0)
     tiny = {"residual_channels": 4, "skip_channels": 4, "dilation_cycles": 1, "layers_per_cycle": 2}
     model = build_model("wavenet", {**tiny, "conditional": True, "condition_on": ["timbre"]}, spec)
