@@ -20,15 +20,18 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
+import yaml
 from _report import Run
 
 POLL_S = 1.0  # s; reading every process's smaps_rollup at 0.5 s cost about 0.3 of a core
 
 
-def stage_of(cmdline: list[str]) -> str | None:
-    """``python -m pipelines.train gan_mnist`` -> ``train@gan_mnist``; ``... report leaderboard`` -> ``report``."""
+def stage_of(cmdline: list[str], finetune: frozenset[str] = frozenset()) -> str | None:
+    """``python -m pipelines.train gan_mnist`` -> ``train@gan_mnist``; ``... report leaderboard`` -> ``report``;
+    an experiment in ``finetune`` (params.yaml's finetune section) -> dvc.yaml's ``train_ft@...`` and so on."""
     if "-m" not in cmdline:
         return None
     i = cmdline.index("-m")
@@ -36,8 +39,21 @@ def stage_of(cmdline: list[str]) -> str | None:
         return None
     module, args = cmdline[i + 1].removeprefix("pipelines."), cmdline[i + 2 :]
     if module == "report":
-        return f"summary@{args[1]}" if args[:1] == ["summary"] and len(args) > 1 else "report"
-    return f"{module}@{args[0]}" if args else module
+        if args[:1] != ["summary"] or len(args) < 2:
+            return "report"
+        module, args = "summary", args[1:]
+    if not args:
+        return module
+    return f"{module}_ft@{args[0]}" if args[0] in finetune else f"{module}@{args[0]}"
+
+
+def finetune_keys(params: str = "params.yaml") -> frozenset[str]:
+    """The experiment keys under params.yaml's ``finetune:`` section (none without the file or section)."""
+    try:
+        raw = yaml.safe_load(Path(params).read_text()) or {}
+    except FileNotFoundError:
+        return frozenset()
+    return frozenset(raw.get("finetune") or {})
 
 
 def tree_memory(proc: psutil.Process) -> tuple[int, int]:
@@ -56,6 +72,7 @@ def profile(dvc_args: list[str]) -> dict:
     t0 = time.perf_counter()
     dvc = subprocess.Popen(["dvc", "repro", *dvc_args])
     root = psutil.Process(dvc.pid)
+    finetune = finetune_keys()
     stages: dict[str, dict[str, float]] = {}
     peak_total = peak_total_pss = 0
     while dvc.poll() is None:
@@ -68,7 +85,7 @@ def profile(dvc_args: list[str]) -> dict:
             procs = []
         for p in procs:
             try:
-                name = stage_of(p.cmdline())
+                name = stage_of(p.cmdline(), finetune)
                 if name is None:
                     continue
                 rss, pss = tree_memory(p)

@@ -341,6 +341,11 @@ class Params(Strict):
         """Where experiment ``key`` is written in params.yaml: ``experiments.<key>`` or ``finetune.<key>``."""
         return f"{self._sections.get(key, 'experiments')}.{key}"
 
+    def stage(self, name: str, key: str) -> str:
+        """The dvc.yaml stage that runs ``name`` (train, evaluate, audit, register, summary) for ``key``:
+        ``name@key``, or ``name_ft@key`` for an experiment under ``finetune:``."""
+        return f"{name}_ft@{key}" if self._sections.get(key) == "finetune" else f"{name}@{key}"
+
     def experiment(self, key: str) -> ExperimentConfig:
         if key not in self.experiments:
             raise ConfigError(

@@ -86,16 +86,27 @@ def params(path: str | Path = "params.yaml") -> Params:
 EXPERIMENT = typer.Argument(..., help="experiment key in params.yaml")
 
 
+def stage_for(name: str, key: str) -> str:
+    """dvc.yaml's stage that runs ``name`` for ``key`` (``name_ft@key`` under finetune:), for messages; where
+    params.yaml does not parse, ``name@key``."""
+    try:
+        return params().stage(name, key)
+    except GenfoundryError:
+        return f"{name}@{key}"
+
+
 def experiment_context(key: str) -> tuple[Params, ExperimentConfig, dict[str, Any]]:
     """The parsed params, the experiment's section and its trained model's info (run id, hashes)."""
     p = params()
-    return p, p.experiment(key), run_info(key)
+    exp = p.experiment(key)
+    return p, exp, run_info(key, stage=p.stage("train", key))
 
 
-def run_info(key: str) -> dict[str, Any]:
+def run_info(key: str, *, stage: str) -> dict[str, Any]:
+    """The trained model's info (models/<key>/config.json); ``stage`` names the dvc.yaml stage that makes it."""
     path = model_dir(key) / "config.json"
     if not path.exists():
-        raise GenfoundryError(f"experiment {key!r} has no trained model ({path}); run `dvc repro train@{key}`")
+        raise GenfoundryError(f"experiment {key!r} has no trained model ({path}); run `dvc repro {stage}`")
     return json.loads(path.read_text())
 
 

@@ -30,7 +30,7 @@ from components.layout import (
     summary_file,
 )
 from components.reporting.summary import bundle
-from pipelines._common import EXPERIMENT, console, params, stage
+from pipelines._common import EXPERIMENT, console, params, stage, stage_for
 
 app = typer.Typer(add_completion=False, no_args_is_help=True)
 
@@ -44,7 +44,8 @@ def summary(experiment: str = EXPERIMENT) -> None:
         path = report_file(experiment, name)
         if not path.exists():
             raise GenfoundryError(
-                f"Expected {path} for the leaderboard, got no such file; run `dvc repro {stage_name}@{experiment}`"
+                f"Expected {path} for the leaderboard, got no such file; "
+                f"run `dvc repro {stage_for(stage_name, experiment)}`"
             )
         parts[name] = read_json(path)
     figures = {p.stem: p.read_bytes() for p in sorted(eval_dir(experiment).glob("*.png"))}
@@ -61,7 +62,7 @@ def summary(experiment: str = EXPERIMENT) -> None:
             audio=audio,
         )
     except ValueError as e:
-        raise GenfoundryError(f"{e}; rerun its stages (`dvc repro -f evaluate@{experiment}`)") from None
+        raise GenfoundryError(f"{e}; rerun its stages (`dvc repro -f {stage_for('evaluate', experiment)}`)") from None
     write_json(summary_file(experiment), summary)
     console.print(f"summarized [bold]{experiment}[/] for the leaderboard")
 
@@ -78,7 +79,7 @@ def main() -> None:
         path = summary_file(key)
         if not path.exists():
             raise GenfoundryError(
-                f"Expected {path} for experiment {key!r}, got no such file; run `dvc repro summary@{key}`"
+                f"Expected {path} for experiment {key!r}, got no such file; run `dvc repro {p.stage('summary', key)}`"
             )
         entries.append(
             entry(

@@ -49,6 +49,19 @@ def test_pipeline_profile_names_stages():
     assert stage_of(["python", "-m", "pipelines.report", "leaderboard"]) == "report"
     assert stage_of(["python", "-m", "pipelines.prepare"]) == "prepare"
     assert stage_of(["python", "x.py"]) is None
+    ft = frozenset({"gpt_names_ft"})  # an experiment under params.yaml's finetune: dvc.yaml's *_ft stages
+    assert stage_of(["python", "-m", "pipelines.train", "gpt_names_ft"], ft) == "train_ft@gpt_names_ft"
+    assert stage_of(["python", "-m", "pipelines.report", "summary", "gpt_names_ft"], ft) == "summary_ft@gpt_names_ft"
+    assert stage_of(["python", "-m", "pipelines.train", "gpt_names"], ft) == "train@gpt_names"
+
+
+def test_pipeline_profile_reads_the_finetune_keys(tmp_path):
+    finetune_keys = load_script("pipeline_profile").finetune_keys
+    (tmp_path / "params.yaml").write_text("experiments: {a: {}}\nfinetune: {b: {}, c: {}}\n")
+    assert finetune_keys(str(tmp_path / "params.yaml")) == {"b", "c"}
+    (tmp_path / "params.yaml").write_text("experiments: {a: {}}\n")
+    assert finetune_keys(str(tmp_path / "params.yaml")) == frozenset()
+    assert finetune_keys(str(tmp_path / "missing.yaml")) == frozenset()
 
 
 def test_collect_pipeline_copies_every_experiments_reports(tmp_path, monkeypatch):

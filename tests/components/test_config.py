@@ -156,6 +156,8 @@ def test_the_shipped_transfer_experiment_starts_from_its_parent():
     p = load_params(ROOT / "params.yaml")
     assert p.experiments["gpt_names_ft"].train.init_from.source == "gpt_surnames"
     assert p.where("gpt_names_ft") == "finetune.gpt_names_ft" and p.where("gpt_names") == "experiments.gpt_names"
+    assert p.stage("train", "gpt_names_ft") == "train_ft@gpt_names_ft"
+    assert p.stage("audit", "gpt_names") == "audit@gpt_names"
     assert list(p.finetune) == ["gpt_names_ft"] and list(p.experiments)[-1] == "gpt_names_ft"  # one table
     assert p.prepare.datasets["surnames"].source == "surnames"
 

@@ -4,14 +4,18 @@ both stages, with the MLflow run, is in test_dvc_pipeline.py.)"""
 
 import base64
 import json
+import shutil
+from pathlib import Path
 
 from typer.testing import CliRunner
 
 from pipelines import cli, report
 
+ROOT = Path(__file__).resolve().parents[2]
 
-def _reports(root, *, registry=True):
-    d = root / "reports" / "exp"
+
+def _reports(root, *, registry=True, key="exp"):
+    d = root / "reports" / key
     (d / "eval").mkdir(parents=True)
     (d / "eval_details.json").write_text(json.dumps({"fid": 12.5, "fid_ci95": [11.0, 14.0]}))
     (d / "audit_details.json").write_text(json.dumps({"passed": True, "failed": []}))
@@ -49,3 +53,12 @@ def test_genfoundry_leaderboard_prints_the_markdown(tmp_path, monkeypatch):
     (tmp_path / "reports" / "leaderboard.md").write_text(board)
     r = CliRunner().invoke(cli.app, ["leaderboard"])
     assert r.exit_code == 0 and "Leaderboard" in r.output and "12.5" in r.output and "|---|" not in r.output
+
+
+def test_a_missing_report_of_a_fine_tune_names_its_ft_stage(tmp_path, monkeypatch):
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")  # gpt_names_ft is under finetune:
+    monkeypatch.chdir(tmp_path)
+    _reports(tmp_path, registry=False, key="gpt_names_ft")
+    r = CliRunner().invoke(report.app, ["summary", "gpt_names_ft"])
+    assert r.exit_code == 2
+    assert "run `dvc repro register_ft@gpt_names_ft`" in " ".join(r.output.split())
