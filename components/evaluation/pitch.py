@@ -196,3 +196,35 @@ def pitch_report(
         "labels": labels.tolist(),
         "num_samples": int(len(labels)),
     }
+
+
+def harmonic_profile(
+    samples: Any, sample_rate: int, f0: Any, *, n_harmonics: int = 5, width: float = 0.15
+) -> tuple[np.ndarray, np.ndarray]:
+    """The spectral shape of each clip around its pitch: what tells timbres apart, and how noisy it is.
+
+    From the Hann-windowed power spectrum of each clip (N, T) with fundamental ``f0`` (N,) Hz: ``levels``
+    (N, n_harmonics − 1), the power of harmonics 2..n_harmonics in dB relative to the fundamental's, each the
+    power within ±``width`` × f0 of k × f0 (NaN above Nyquist); ``floor`` (N,), the power outside every
+    harmonic band below Nyquist in dB relative to the clip's total (white noise at SNR s dB reads about
+    −s + 10 log10(share of the spectrum outside the bands)). Rows with a NaN or non-positive f0 are NaN.
+    """
+    x = _as_clips(samples)
+    f0 = np.asarray(f0, dtype=np.float64).reshape(-1)
+    if len(f0) != len(x):
+        raise ValueError(f"harmonic_profile: expected one f0 per clip ({len(x)}), got {len(f0)}")
+    if not 0 < width < 0.5:
+        raise ValueError(f"harmonic_profile: expected 0 < width < 0.5, got {width}")
+    power = np.abs(np.fft.rfft(x * np.hanning(x.shape[1]), axis=1)) ** 2  # (N, F)
+    freqs = np.fft.rfftfreq(x.shape[1], 1.0 / sample_rate)  # (F,)
+    levels = np.full((len(x), n_harmonics - 1), np.nan)
+    floor = np.full(len(x), np.nan)
+    for i in np.flatnonzero(np.isfinite(f0) & (f0 > 0)):
+        k = np.rint(freqs / f0[i])  # the nearest harmonic of each bin
+        near = (k >= 1) & (np.abs(freqs - k * f0[i]) <= width * f0[i])
+        band = [power[i, near & (k == j)].sum() for j in range(1, n_harmonics + 1)]
+        for j in range(2, n_harmonics + 1):
+            if j * f0[i] < sample_rate / 2:
+                levels[i, j - 2] = 10 * np.log10(band[j - 1] / band[0] + 1e-30)
+        floor[i] = 10 * np.log10(power[i, ~near].sum() / power[i].sum() + 1e-30)
+    return levels, floor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tests.benchmarks.conftest import BENCHMARKS, load_script
@@ -98,3 +99,12 @@ def test_collect_pipeline_copies_every_experiments_reports(tmp_path, monkeypatch
         ]
         assert not (tmp_path / "out" / "audio" / f"{k}_3.wav").exists()
     assert (tmp_path / "out" / "pipeline_leaderboard.md").read_text() == "# board\n"
+
+
+def test_wavenet_timbre_spectral_shape_of_a_known_tone():
+    spectral_shape = load_script("wavenet_timbre").spectral_shape
+    t = np.arange(4000) / 8000
+    tone = np.sin(2 * np.pi * 220 * t) + 0.5 * np.sin(2 * np.pi * 440 * t)  # h2 at −6.02 dB
+    s = spectral_shape(np.stack([tone, np.zeros_like(tone)])[:, None], 8000)  # silence has no f0: left out
+    assert s["clips_with_f0"] == 1 and s["harmonics_2_5_db"][0] == pytest.approx(-6.0, abs=0.1)
+    assert s["noise_floor_db"] < -40

@@ -64,3 +64,29 @@ def test_pitch_report_counts_covered_classes_and_kl_to_the_data():
     assert silent["kl_to_data"] == pytest.approx(math.log(12), rel=1e-6)  # the worst score: a point mass
     with pytest.raises(ValueError, match=r"reference pitch classes in \[0, 12\)"):
         pitch_report(np.zeros((1, 4000)), SR, [12])
+
+
+def test_harmonic_profile_reads_known_harmonics_and_noise():
+    from components.evaluation.pitch import harmonic_profile
+
+    sr, f0 = 8000, 200.0
+    t = np.arange(4000) / sr
+    tone = sum(a * np.sin(2 * np.pi * k * f0 * t) for k, a in ((1, 1.0), (2, 0.5), (3, 0.25)))  # h2 −6.02, h3 −12.04 dB
+    levels, floor = harmonic_profile(tone, sr, [f0], n_harmonics=4)
+    np.testing.assert_allclose(levels[0, :2], [-6.02, -12.04], atol=0.05)
+    assert levels[0, 2] < -100 and floor[0] < -60  # no 4th harmonic, no noise
+    noise = np.random.default_rng(0).standard_normal(len(t))
+    snr = 20.0
+    noisy = tone + noise * np.sqrt(np.mean(tone**2) / 10 ** (snr / 10))
+    _, floor = harmonic_profile(noisy, sr, [f0])
+    outside = 1 - 19 * 0.3 * f0 / (sr / 2) - 0.15 * f0 / (sr / 2)  # 19 full bands of ±0.15 f0, then half of the 20th
+    assert floor[0] == pytest.approx(-snr + 10 * math.log10(outside), abs=0.5)
+    levels, floor = harmonic_profile(np.stack([tone, tone]), sr, [np.nan, 3000.0])
+    assert np.isnan(levels[0]).all() and np.isnan(floor[0]) and np.isnan(levels[1]).all()  # 6 kHz > Nyquist
+
+
+def test_harmonic_profile_refuses_mismatched_f0():
+    from components.evaluation.pitch import harmonic_profile
+
+    with pytest.raises(ValueError, match="expected one f0 per clip"):
+        harmonic_profile(np.zeros((2, 100)), 8000, [100.0])
