@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 
 import psutil
-import yaml
 from _report import Run
+
+from components.config import read_yaml
 
 POLL_S = 1.0  # s; reading every process's smaps_rollup at 0.5 s cost about 0.3 of a core
 
@@ -49,11 +50,9 @@ def stage_of(cmdline: list[str], finetune: frozenset[str] = frozenset()) -> str 
 
 def finetune_keys(params: str = "params.yaml") -> frozenset[str]:
     """The experiment keys under params.yaml's ``finetune:`` section (none without the file or section)."""
-    try:
-        raw = yaml.safe_load(Path(params).read_text()) or {}
-    except FileNotFoundError:
-        return frozenset()
-    return frozenset(raw.get("finetune") or {})
+    path = Path(params)
+    raw = read_yaml(path) if path.exists() else None
+    return frozenset((raw or {}).get("finetune") or {})
 
 
 def tree_memory(proc: psutil.Process) -> tuple[int, int]:

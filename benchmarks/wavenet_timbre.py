@@ -34,25 +34,10 @@ from components.evaluation.pitch import harmonic_profile
 from components.models.store import load_trained
 
 
-def strongest_partial(clips: np.ndarray, sample_rate: int, *, fmin: float = 60.0, fmax: float = 2000.0) -> np.ndarray:
-    """The frequency (N,) of the strongest Hann-windowed spectral peak in [fmin, fmax] of each clip (N, 1, T).
-
-    The fundamental of every notes timbre (their partials fall as 1/k or faster). YIN is not used here: on noisy
-    generated clips it often locks an octave below, which would make the harmonics read louder than the
-    fundamental."""
-    x = np.asarray(clips, dtype=np.float64).reshape(len(clips), -1)
-    power = np.abs(np.fft.rfft(x * np.hanning(x.shape[1]), axis=1)) ** 2
-    freqs = np.fft.rfftfreq(x.shape[1], 1.0 / sample_rate)
-    band = (freqs >= fmin) & (freqs <= fmax)
-    f0 = freqs[band][power[:, band].argmax(1)]
-    return np.where(power[:, band].max(1) > 0, f0, np.nan)
-
-
 def spectral_shape(clips: np.ndarray, sample_rate: int) -> dict[str, Any]:
     """Medians over clips (N, 1, T) of ``harmonic_profile`` at each clip's strongest partial (silent clips left
     out)."""
-    f0 = strongest_partial(clips, sample_rate)
-    levels, floor = harmonic_profile(clips, sample_rate, f0)
+    levels, floor = harmonic_profile(clips, sample_rate)
     ok = np.isfinite(floor)
     med = np.nanmedian(levels[ok], axis=0) if ok.any() else np.full(levels.shape[1], np.nan)
     return {

@@ -199,7 +199,14 @@ def pitch_report(
 
 
 def harmonic_profile(
-    samples: Any, sample_rate: int, f0: Any, *, n_harmonics: int = 5, width: float = 0.15
+    samples: Any,
+    sample_rate: int,
+    f0: Any = None,
+    *,
+    n_harmonics: int = 5,
+    width: float = 0.15,
+    fmin: float = FMIN,
+    fmax: float = FMAX,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The spectral shape of each clip around its pitch: what tells timbres apart, and how noisy it is.
 
@@ -208,15 +215,22 @@ def harmonic_profile(
     power within ±``width`` × f0 of k × f0 (NaN above Nyquist); ``floor`` (N,), the power outside every
     harmonic band below Nyquist in dB relative to the clip's total (white noise at SNR s dB reads about
     −s + 10 log10(share of the spectrum outside the bands)). Rows with a NaN or non-positive f0 are NaN.
+    ``f0=None``: each clip's strongest spectral peak in [fmin, fmax], from the same spectrum -- the fundamental
+    of sounds whose partials fall with their number (every notes timbre), where YIN on a noisy clip may lock
+    an octave below and make the harmonics read louder than the fundamental.
     """
     x = _as_clips(samples)
-    f0 = np.asarray(f0, dtype=np.float64).reshape(-1)
-    if len(f0) != len(x):
-        raise ValueError(f"harmonic_profile: expected one f0 per clip ({len(x)}), got {len(f0)}")
     if not 0 < width < 0.5:
         raise ValueError(f"harmonic_profile: expected 0 < width < 0.5, got {width}")
     power = np.abs(np.fft.rfft(x * np.hanning(x.shape[1]), axis=1)) ** 2  # (N, F)
     freqs = np.fft.rfftfreq(x.shape[1], 1.0 / sample_rate)  # (F,)
+    if f0 is None:
+        search = (freqs >= fmin) & (freqs <= fmax)
+        peak = power[:, search].argmax(1)  # (N,)
+        f0 = np.where(power[:, search].max(1) > 0, freqs[search][peak], np.nan)  # silence: no f0
+    f0 = np.asarray(f0, dtype=np.float64).reshape(-1)
+    if len(f0) != len(x):
+        raise ValueError(f"harmonic_profile: expected one f0 per clip ({len(x)}), got {len(f0)}")
     levels = np.full((len(x), n_harmonics - 1), np.nan)
     floor = np.full(len(x), np.nan)
     for i in np.flatnonzero(np.isfinite(f0) & (f0 > 0)):
