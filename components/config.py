@@ -102,6 +102,9 @@ class SplitConfig(Strict):
 class PrepareConfig(Strict):
     seed: int = 0
     split: SplitConfig = SplitConfig()
+    shard_mib: PositiveFloat = Field(
+        16.0, description="size of each Parquet shard training workers read through Ray Data (about; MiB)"
+    )
     datasets: dict[str, DatasetConfig] = Field(
         description="name -> dataset; the name is a folder name under data/prepared (a plain name, no path)"
     )
@@ -205,6 +208,17 @@ class TrainConfig(Strict):
         description="a cluster short of the workers' CPUs/GPUs (autoscaling?) gets this long before the stage fails",
     )
     seed: int = 0
+    shuffle_buffer: PositiveInt = Field(
+        65536,
+        description="rows in each Ray worker's local shuffle buffer; at least its share of the split (rows / "
+        "num_workers) shuffles the whole share every epoch, fewer bounds the worker's memory",
+    )
+    materialize_mib: float = Field(
+        512.0,
+        ge=0,
+        description="a split up to this size is read once into Ray's object store; a larger one streams from its "
+        "shards every epoch (0: always stream)",
+    )
     init_from: InitFromConfig | None = Field(
         None, description="transfer learning: start from a registered model's or another experiment's weights"
     )

@@ -26,7 +26,8 @@ def main() -> None:
                 raw = get_source(ds.source)(**ds.source_kwargs(), seed=cfg.seed)
             except DataError as e:
                 raise DataError(f"dataset {name!r}: {e}") from None
-            m = prepare_dataset(name, raw, tmp, val=cfg.split.val, test=cfg.split.test, seed=cfg.seed)
+            m = prepare_dataset(name, raw, tmp, val=cfg.split.val, test=cfg.split.test, seed=cfg.seed,
+                                shard_mib=cfg.shard_mib)  # fmt: skip
             summary[name] = {s: v["n"] for s, v in m["splits"].items()} | {"sha256": m["sha256"][:12]}
             console.print(f"prepared [bold]{name}[/]: " + ", ".join(f"{s} {v['n']}" for s, v in m["splits"].items()))
     write_json(REPORTS / "prepare.json", summary)

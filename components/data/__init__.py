@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from components.data.shards import ATTR, SHARD_DIR, training_columns, write_split_shards
 from components.data.spec import DataSpec, RawData
 from components.errors import DataError
 from components.io import atomic_path, read_json, sha256_arrays, write_json
@@ -110,8 +111,13 @@ def spec_of(name: str, raw: RawData) -> DataSpec:
     )
 
 
-def prepare_dataset(name: str, raw: RawData, out_dir: str | Path, *, val: float, test: float, seed: int) -> dict:
+def prepare_dataset(
+    name: str, raw: RawData, out_dir: str | Path, *, val: float, test: float, seed: int, shard_mib: float = 16.0
+) -> dict:
     """Validate, split and save one dataset atomically; return its manifest.
+
+    Each split is saved twice: ``<split>.npz`` (the arrays the driver-side stages read) and Parquet shards of about
+    ``shard_mib`` each, in the form training workers read them through Ray Data (:mod:`components.data.shards`).
 
     ``name`` must be a plain folder name and ``out_dir/name`` must resolve inside ``out_dir``; the split must
     leave at least one test sample, and one validation sample unless ``val`` is 0."""
@@ -160,8 +166,13 @@ def prepare_dataset(name: str, raw: RawData, out_dir: str | Path, *, val: float,
     manifest["sha256"] = sha256_arrays(*(np.frombuffer(splits[s]["sha256"].encode(), np.uint8) for s in SPLITS))
     with atomic_path(Path(out_dir) / name) as tmp:
         tmp.mkdir()
+        shards = {}
         for s in SPLITS:
-            np.savez(tmp / f"{s}.npz", x=x[idx[s]], y=y[idx[s]], **{k: a[idx[s]] for k, a in attrs.items()})
+            xs, ys, attr_s = x[idx[s]], y[idx[s]], {k: a[idx[s]] for k, a in attrs.items()}
+            np.savez(tmp / f"{s}.npz", x=xs, y=ys, **attr_s)
+            cols = training_columns(spec, xs, ys, {k[len(ATTR) :]: a for k, a in attr_s.items()})
+            shards[s] = write_split_shards(tmp / SHARD_DIR / s, cols, shard_mib=shard_mib)
+        manifest["shards"] = shards
         write_json(tmp / "manifest.json", manifest)
     return manifest
 

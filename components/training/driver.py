@@ -24,6 +24,7 @@ from components.errors import DivergenceError, GenfoundryError
 from components.models import build_model
 from components.models.base import GenerativeModel
 from components.training.checkpoint import LocalCheckpoints, load_checkpoint
+from components.training.ingest import LocalData, data_config, ray_datasets, shard_plan
 from components.training.job import EventSink, TrainJob
 from components.training.loop import LoopState
 from components.training.session import open_session, run_session
@@ -149,7 +150,8 @@ def train(job: TrainJob, *, on_event: EventSink | None = None) -> tuple[Generati
 def _train_in_process(job: TrainJob, on_event: EventSink | None) -> tuple[GenerativeModel, LoopState]:
     store = LocalCheckpoints(Path(job.storage_path) / job.run_name / IN_PROCESS_DIR)
     device = torch.device("cpu")
-    session = open_session(job, rank=0, world=1, device=device, wrap=lambda m: m, resume_from=store.latest())
+    data = LocalData(job.data_root, job.dataset, job.train)
+    session = open_session(job, data=data, rank=0, world=1, device=device, wrap=lambda m: m, resume_from=store.latest())
     run_session(session, reporter=store, events=on_event)
     return session.model.to(device).eval(), session.state
 
@@ -200,7 +202,7 @@ def _train_ray(job: TrainJob, on_event: EventSink | None) -> tuple[GenerativeMod
         raise DivergenceError(diverged[0])
     if result.checkpoint is None:
         raise GenfoundryError(f"training of {job.key!r} produced no checkpoint (train.epochs = {job.train.epochs})")
-    model = build_model(job.family, job.model, load_spec(job.data_root, job.dataset))
+    model = build_model(job.family, job.model, load_spec(job.data_root, job.dataset))  # the driver has data/
     with result.checkpoint.as_directory() as d:
         state = load_checkpoint(d, model)
     return model.to(torch.device("cpu")), state
@@ -213,18 +215,28 @@ def torch_trainer(
     queue: Any = None,
     callbacks: list[Any] | None = None,
     num_to_keep: int = 2,
+    datasets: bool = True,
 ) -> Any:
     """The ``TorchTrainer`` running :func:`~components.training.worker.train_worker` on ``job``:
     ``train.num_workers`` DDP workers (gloo on CPU, NCCL on GPU; gloo also when workers share a GPU,
     ``train.gpus_per_worker < 1``), restarts from the last checkpoint up to ``train.max_failures`` times, and a
-    rerun with the same ``job.run_name``/``job.storage_path`` resumes from that run's newest checkpoint."""
+    rerun with the same ``job.run_name``/``job.storage_path`` resumes from that run's newest checkpoint.
+
+    The workers' data are Ray Datasets of the split's Parquet shards, read on this process's node
+    (:func:`~components.training.ingest.ray_datasets`; ``datasets=False`` builds the trainer without reading them,
+    to inspect its settings)."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
     train: TrainConfig = job.train
+    splits = ("train", job.val_split) if job.val_split else ("train",)
+    # fails at once, with one line, for a dataset prepared before shards existed
+    plan = shard_plan(job.data_root, job.dataset, train, splits=splits) if datasets else None
     return TorchTrainer(
         train_worker,
-        train_loop_config={"job": job, "queue": queue},
+        train_loop_config={"job": job, "data": plan, "queue": queue},
+        datasets=ray_datasets(job.data_root, job.dataset, train, splits=splits) if datasets else None,
+        dataset_config=data_config(),
         torch_config=TorchConfig(backend="nccl" if use_gpu and train.gpus_per_worker >= 1 else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=train.num_workers,

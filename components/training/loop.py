@@ -8,21 +8,25 @@ path. :func:`fit` runs the bare loop in-process (no Ray, no DDP, no checkpoints)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from components.config import TrainConfig
 from components.data import load_attributes, load_split
+from components.data.shards import training_columns
 from components.data.spec import DataSpec
 from components.errors import DataError, DivergenceError
 from components.models.base import GenerativeModel, OptimConfig, TrainStep, eval_mode
+
+if TYPE_CHECKING:
+    from components.training.ingest import Batches
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 StepCallback = Callable[[int, int], None]
@@ -37,15 +41,11 @@ class LoopState:
 
 
 def data_tensors(spec: DataSpec, x: np.ndarray, y: np.ndarray, *attributes: np.ndarray) -> tuple[Tensor, ...]:
-    """Arrays of a prepared split as training tensors (text is tokenised); ``attributes`` (int ids, (N,) each)
-    follow ``y`` in the batch, for a model whose ``batch_attributes`` name them."""
-    if spec.kind == "text":
-        from components.data.text import encode
-
-        xt = torch.from_numpy(encode(list(x), spec))
-    else:
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    return (xt, torch.from_numpy(y), *(torch.from_numpy(np.asarray(a, dtype=np.int64)) for a in attributes))
+    """Arrays of a prepared split as training tensors (text is tokenised; the same columns its Parquet shards
+    hold); ``attributes`` (int ids, (N,) each) follow ``y`` in the batch, for a model whose ``batch_attributes``
+    name them."""
+    cols = training_columns(spec, x, y, {str(i): a for i, a in enumerate(attributes)})
+    return tuple(torch.from_numpy(c) for c in cols.values())
 
 
 def split_tensors(
@@ -65,13 +65,6 @@ def split_tensors(
 def optim_config(cfg: TrainConfig, device: torch.device) -> OptimConfig:
     amp = cfg.amp and device.type == "cuda"
     return OptimConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, grad_clip=cfg.grad_clip, amp=amp)
-
-
-def make_loader(data: tuple[Tensor, ...], cfg: TrainConfig, *, rank: int, world: int) -> DataLoader:
-    ds = TensorDataset(*data)
-    sampler = DistributedSampler(ds, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
-    batch = min(cfg.batch_size, max(1, len(sampler)))
-    return DataLoader(ds, batch_size=batch, sampler=sampler, drop_last=True)
 
 
 def lr_factor(schedule: str, progress: float) -> float:
@@ -97,7 +90,7 @@ def set_lr(step: TrainStep, cfg: TrainConfig, progress: float) -> None:
 def run_epochs(
     model: GenerativeModel,
     step: TrainStep,
-    loader: DataLoader,
+    loader: Batches,
     cfg: TrainConfig,
     state: LoopState,
     *,
@@ -112,7 +105,7 @@ def run_epochs(
     """
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
         model.train()
-        loader.sampler.set_epoch(epoch)  # type: ignore[union-attr]
+        loader.set_epoch(epoch)
         sums: dict[str, Tensor] = {}
         n = 0
         for i, batch in enumerate(loader):
@@ -147,7 +140,9 @@ def run_epochs(
 
 
 @torch.no_grad()
-def evaluate_loss(model: GenerativeModel, loader: DataLoader, *, device: torch.device) -> dict[str, float]:
+def evaluate_loss(
+    model: GenerativeModel, loader: Iterable[tuple[Tensor, ...]], *, device: torch.device
+) -> dict[str, float]:
     """Mean objective terms on held-out data (``val_<term>``), all-reduced across ranks.
 
     Runs the unwrapped model in eval mode under a forked RNG, so the training run's random stream (and so
@@ -193,5 +188,8 @@ def fit(
         if callback is not None:
             callback(s.epoch, means)
 
-    run_epochs(model, step, make_loader(data, cfg, rank=0, world=1), cfg, state, device=device, on_epoch=on_epoch)
+    from components.training.ingest import tensor_batches
+
+    loader = tensor_batches(data, cfg, train=True, rank=0, world=1)
+    run_epochs(model, step, loader, cfg, state, device=device, on_epoch=on_epoch)
     return state.history

@@ -18,16 +18,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from components.data import load_spec
 from components.data.spec import DataSpec
 from components.errors import DivergenceError
 from components.models import build_model
 from components.models.base import GenerativeModel, TrainStep, Wrap
 from components.training.checkpoint import load_checkpoint, save_checkpoint
+from components.training.ingest import Batches, DataSource
 from components.training.job import EventSink, TrainJob
-from components.training.loop import LoopState, evaluate_loss, make_loader, optim_config, run_epochs, split_tensors
+from components.training.loop import LoopState, evaluate_loss, optim_config, run_epochs
 from components.training.probe import mode_probe
 from components.training.transfer import apply_transfer, plan_for, read_weights, scale_loaded_lr
 from components.training.warm_start import load_weights
@@ -48,22 +47,30 @@ class Session:
     spec: DataSpec
     model: GenerativeModel
     step: TrainStep
-    loader: DataLoader
-    val_loader: DataLoader | None
+    loader: Batches
+    val_loader: Batches | None
     state: LoopState
     rank: int
     device: torch.device
 
 
 def open_session(
-    job: TrainJob, *, rank: int, world: int, device: torch.device, wrap: Wrap, resume_from: Path | None
+    job: TrainJob,
+    *,
+    data: DataSource,
+    rank: int,
+    world: int,
+    device: torch.device,
+    wrap: Wrap,
+    resume_from: Path | None,
 ) -> Session:
-    """Everything one rank needs to train ``job``; ``resume_from`` is a checkpoint folder (or None)."""
+    """Everything one rank needs to train ``job`` on ``data`` (:mod:`components.training.ingest`: the prepared
+    arrays in-process, Ray Data shards on a Ray worker); ``resume_from`` is a checkpoint folder (or None)."""
     cfg = job.train
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
-    spec = load_spec(job.data_root, job.dataset)
+    spec = data.spec
     model = build_model(job.family, job.model, spec).to(device)
-    data = split_tensors(model, spec, job.data_root, job.dataset, "train")
+    loader = data.batches(model, "train", train=True, rank=rank, world=world)
     if job.init_weights is not None:  # warm start (a checkpoint, when resuming, still wins below)
         load_weights(model, job.init_weights)
     plan = None
@@ -75,16 +82,11 @@ def open_session(
     step = model.make_train_step(wrap=wrap, optim=optim_config(cfg, device))
     if plan is not None and job.transfer is not None:
         scale_loaded_lr(step, model, plan, job.transfer.lr_mult)
-    val_loader = None
-    if job.val_split:
-        val = TensorDataset(*split_tensors(model, spec, job.data_root, job.dataset, job.val_split))
-        sampler = DistributedSampler(val, num_replicas=world, rank=rank, shuffle=False)
-        val_loader = DataLoader(val, batch_size=cfg.batch_size, sampler=sampler)
+    val_loader = data.batches(model, job.val_split, train=False, rank=rank, world=world) if job.val_split else None
     # Weights are identical (seeded above, and DDP broadcasts rank 0's); from here on each rank draws its own
     # noise (latents, timesteps, dropout), or two workers would repeat each other's samples.
     torch.manual_seed(cfg.seed + rank)
     state = load_checkpoint(resume_from, model, step) if resume_from is not None else LoopState()
-    loader = make_loader(data, cfg, rank=rank, world=world)
     return Session(job, spec, model, step, loader, val_loader, state, rank, device)
 
 

@@ -1,8 +1,9 @@
 """Ray Train's ``train_loop_per_worker``: one rank of a :class:`~components.training.job.TrainJob`.
 
-The worker receives the frozen job as it is (``train_loop_config = {"job": job, "queue": events}``), wraps the
-model for DistributedDataParallel, resumes from the checkpoint Ray hands it, and runs the session every path
-shares (:mod:`components.training.session`).
+The worker receives the frozen job as it is (``train_loop_config = {"job": job, "data": plan, "queue": events}``:
+``plan`` a :class:`~components.training.ingest.ShardPlan`, its batches the Ray Datasets the trainer was given),
+wraps the model for DistributedDataParallel, resumes from the checkpoint Ray hands it, and runs the session every
+path shares (:mod:`components.training.session`). It reads nothing from the driver's filesystem.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def queue_sink(queue: Any) -> EventSink | None:
 
 
 def train_worker(config: dict[str, Any]) -> None:
-    """One rank: ``config["job"]`` is the :class:`TrainJob`, ``config["queue"]`` the driver's event queue (or None).
+    """One rank: ``config["job"]`` is the :class:`TrainJob`, ``config["data"]`` its
+    :class:`~components.training.ingest.ShardPlan`, ``config["queue"]`` the driver's event queue (or None).
 
     On divergence every rank returns normally after rank 0 has told the driver (which fails the run): retrying a
     diverged run from its checkpoint would only diverge again.
@@ -67,6 +69,7 @@ def train_worker(config: dict[str, Any]) -> None:
     with checkpoint.as_directory() if checkpoint else contextlib.nullcontext() as resume_from:
         session = open_session(
             job,
+            data=config["data"],
             rank=rank,
             world=world,
             device=device,

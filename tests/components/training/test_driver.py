@@ -133,6 +133,6 @@ def test_trainer_backend_and_gpu_share(use_gpu, share, backend, gpus, tmp_path):
     from components.training.driver import torch_trainer
 
     job = _job(tmp_path, tmp_path, gpus_per_worker=share)
-    trainer = torch_trainer(job, use_gpu=use_gpu)
+    trainer = torch_trainer(job, use_gpu=use_gpu, datasets=False)
     assert trainer.backend_config.backend == backend
     assert trainer.scaling_config.resources_per_worker.get("GPU") == gpus
