@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from components.data import user_path, within
+from components.data.paths import user_path, within
 from components.data.spec import RawData
 from components.errors import DataError
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from components.data import user_path, within
+from components.data.paths import user_path, within
 from components.data.spec import RawData
 from components.errors import DataError
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from components.data import user_path
+from components.data.paths import user_path
 from components.data.spec import DataSpec, RawData
 from components.errors import DataError
 

@@ -30,12 +30,28 @@ from torch import Tensor
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from components.config import TrainConfig
-from components.data import load_manifest, load_spec
-from components.data.shards import ATTR, X, Y, shard_paths
+from components.data import load_attributes, load_manifest, load_spec, load_split
+from components.data.shards import ATTR, X, Y, shard_paths, training_columns
 from components.data.spec import DataSpec
 from components.errors import DataError
 from components.models.base import GenerativeModel
-from components.training.loop import split_tensors
+
+
+def data_tensors(spec: DataSpec, x: np.ndarray, y: np.ndarray, *attributes: np.ndarray) -> tuple[Tensor, ...]:
+    """Arrays of a prepared split as training tensors (text is tokenised; the same columns its Parquet shards
+    hold); ``attributes`` (int ids, (N,) each) follow ``y`` in the batch, for a model whose ``batch_attributes``
+    name them."""
+    cols = training_columns(spec, x, y, {str(i): a for i, a in enumerate(attributes)})
+    return tuple(torch.from_numpy(c) for c in cols.values())
+
+
+def split_tensors(
+    model: GenerativeModel, spec: DataSpec, root: str | Path, dataset: str, split: str
+) -> tuple[Tensor, ...]:
+    """One prepared split as the batches ``model`` reads: (x, y, *its ``batch_attributes``)."""
+    attrs = load_attributes(root, dataset, split) if model.batch_attributes else {}
+    missing_attributes(model, set(attrs), dataset, split)
+    return data_tensors(spec, *load_split(root, dataset, split), *(attrs[a] for a in model.batch_attributes))
 
 
 class Batches(Protocol):

@@ -10,23 +10,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
 from components.config import TrainConfig
-from components.data import load_attributes, load_split
-from components.data.shards import training_columns
-from components.data.spec import DataSpec
-from components.errors import DataError, DivergenceError
+from components.errors import DivergenceError
 from components.models.base import GenerativeModel, OptimConfig, TrainStep, eval_mode
-
-if TYPE_CHECKING:
-    from components.training.ingest import Batches
+from components.training.ingest import Batches, tensor_batches
+from components.training.ingest import data_tensors as data_tensors  # re-exported: the tools' entry point
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 StepCallback = Callable[[int, int], None]
@@ -38,28 +31,6 @@ class LoopState:
 
     epoch: int = 0  # epochs completed
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def data_tensors(spec: DataSpec, x: np.ndarray, y: np.ndarray, *attributes: np.ndarray) -> tuple[Tensor, ...]:
-    """Arrays of a prepared split as training tensors (text is tokenised; the same columns its Parquet shards
-    hold); ``attributes`` (int ids, (N,) each) follow ``y`` in the batch, for a model whose ``batch_attributes``
-    name them."""
-    cols = training_columns(spec, x, y, {str(i): a for i, a in enumerate(attributes)})
-    return tuple(torch.from_numpy(c) for c in cols.values())
-
-
-def split_tensors(
-    model: GenerativeModel, spec: DataSpec, root: str | Path, dataset: str, split: str
-) -> tuple[Tensor, ...]:
-    """One prepared split as the batches ``model`` reads: (x, y, *its ``batch_attributes``)."""
-    attrs = load_attributes(root, dataset, split) if model.batch_attributes else {}
-    missing = [a for a in model.batch_attributes if a not in attrs]
-    if missing:
-        raise DataError(
-            f"{model.family}: expected the attributes {missing} in {dataset!r}/{split}, got {sorted(attrs) or 'none'}; "
-            "re-run `dvc repro prepare` or drop them from model.condition_on"
-        )
-    return data_tensors(spec, *load_split(root, dataset, split), *(attrs[a] for a in model.batch_attributes))
 
 
 def optim_config(cfg: TrainConfig, device: torch.device) -> OptimConfig:
@@ -187,8 +158,6 @@ def fit(
     def on_epoch(s: LoopState, means: dict[str, float]) -> None:
         if callback is not None:
             callback(s.epoch, means)
-
-    from components.training.ingest import tensor_batches
 
     loader = tensor_batches(data, cfg, train=True, rank=0, world=1)
     run_epochs(model, step, loader, cfg, state, device=device, on_epoch=on_epoch)
