@@ -3,6 +3,8 @@
     python benchmarks/prdc_speed.py                   # 10,000 vs 10,000 N(0, I) features in 64-D
     python benchmarks/prdc_speed.py --dim 1000        # authors' README check: P .477 R .471 D 1.056 C .974
     python benchmarks/prdc_speed.py --device cuda     # ours on the GPU (the package is CPU-only)
+    python benchmarks/prdc_speed.py --n 50000 --skip-package --ks 3 5 --out benchmarks/results/prdc_50k
+                                                      # the evaluate stage's call at 50k (the package: ~20 GB)
 
 Both run in this one process on the same float32 features; the script checks that they return the same four
 values, prints the speed ratio and the peak memory of each, and writes ``<out>.json`` and ``<out>.md`` (with the
@@ -25,7 +27,7 @@ import numpy as np
 import torch
 from _report import Run, package_version
 
-from components.evaluation.prdc import prdc
+from components.evaluation.prdc import prdc, prdc_per_k
 
 KEYS = ("precision", "recall", "density", "coverage")
 # README of github.com/clovaai/generative-evaluation-prdc: 10,000 vs 10,000 N(0, I) in 1,000-D, k = 5
@@ -72,7 +74,10 @@ def run_package(real: np.ndarray, fake: np.ndarray, k: int) -> dict:
     return {"seconds": seconds, "peak_rss_mib": mem.mib, "values": {key: float(values[key]) for key in KEYS}}
 
 
-def run_ours(real: np.ndarray, fake: np.ndarray, k: int, *, device: str, dtype: torch.dtype, chunk: int) -> dict:
+def run_ours(
+    real: np.ndarray, fake: np.ndarray, k: int, *, device: str, dtype: torch.dtype, chunk: int, ks: list[int] | None
+) -> dict:
+    """Ours: ``prdc`` at ``k``, or with ``ks`` one ``prdc_per_k`` pass over all of them (the values kept: ``k``'s)."""
     out: dict = {}
     with PeakRSS() as mem:
         r, f = torch.from_numpy(real).to(device), torch.from_numpy(fake).to(device)
@@ -80,7 +85,11 @@ def run_ours(real: np.ndarray, fake: np.ndarray, k: int, *, device: str, dtype: 
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
-        values = prdc(r, f, nearest_k=k, chunk_size=chunk, dtype=dtype)  # .item() inside synchronises
+        if ks:  # .item() inside synchronises
+            per_k = prdc_per_k(r, f, ks=ks, chunk_size=chunk, dtype=dtype)
+            values, out["per_k"] = per_k[k], {str(kk): v for kk, v in per_k.items()}
+        else:
+            values = prdc(r, f, nearest_k=k, chunk_size=chunk, dtype=dtype)
         seconds = time.perf_counter() - t0
         if device == "cuda":
             out["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
@@ -92,6 +101,7 @@ def main() -> int:
     p.add_argument("--n", type=int, default=10_000, help="real and fake samples each")
     p.add_argument("--dim", type=int, default=64, help="feature dimension")
     p.add_argument("--k", type=int, default=5, help="nearest_k")
+    p.add_argument("--ks", type=int, nargs="+", default=None, help="ours: one prdc_per_k pass over these (with --k)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=["auto", "float64", "float32"], default="auto", help="ours")
     p.add_argument("--device", default="cpu", help="our device (cpu or cuda)")
@@ -106,7 +116,9 @@ def main() -> int:
     real = rng.standard_normal((args.n, args.dim)).astype(np.float32)
     fake = rng.standard_normal((args.n, args.dim)).astype(np.float32)
     dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)  # auto: the features' float32
-    ours = dict(device=args.device, dtype=dtype, chunk=args.chunk_size)
+    if args.ks and args.k not in args.ks:
+        p.error(f"--ks {args.ks} must include --k {args.k}")
+    ours = dict(device=args.device, dtype=dtype, chunk=args.chunk_size, ks=args.ks)
     run_ours(real[:256], fake[:256], args.k, **ours)  # warm-up
 
     runs: dict[str, list[dict]] = {"ours": [], "package": []}
@@ -159,7 +171,8 @@ def _markdown(report: dict) -> str:
         f"{c['torch_threads']} torch threads, ours on "
         f"{c['device']}{' (' + c['gpu'] + ')' if c['gpu'] else ''} in {c['dtype']}, "
         f"chunk {c['chunk_size'] or 'default'}; "
-        f"min of {c['repeats']} run(s).",
+        f"min of {c['repeats']} run(s)"
+        + (f"; ours: one `prdc_per_k` pass over k = {c['ks']} (the table: k = {c['k']})." if c.get("ks") else "."),
         "",
         "| implementation | seconds | peak RSS rise (MiB, max over runs) | precision | recall | density | coverage |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -177,6 +190,20 @@ def _markdown(report: dict) -> str:
             f"| authors' README | | | {a['precision']:.4f} | {a['recall']:.4f} | {a['density']:.4f} | "
             f"{a['coverage']:.4f} |"
         )
+    per_k = res.get("ours", {}).get("per_k")
+    if per_k:
+        lines += ["", "| ours, k | precision | recall | density | coverage |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            f"| {k} | {v['precision']:.4f} | {v['recall']:.4f} | {v['density']:.4f} | {v['coverage']:.4f} |"
+            for k, v in per_k.items()
+        ]
+    if "package" not in res:
+        n = c["n"]
+        lines += [
+            "",
+            f"`prdc.compute_prdc` not run: its radii step holds an N x N float32 distance matrix "
+            f"({n * n * 4 / 2**30:.1f} GiB) and `np.argpartition`'s int64 indices of it ({n * n * 8 / 2**30:.1f} GiB).",
+        ]
     if "speedup" in report:
         lines += [
             "",

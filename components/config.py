@@ -237,6 +237,12 @@ class EvaluateConfig(Strict):
     utility_steps: int = Field(
         600, ge=0, description="images with classes: steps of the data-augmentation classifiers (0: skip)"
     )
+    num_workers: int = Field(
+        0,
+        ge=0,
+        description="Ray actors that draw the samples (and their features) in seeded chunks of batch_size, one GPU "
+        "or CPU each (on a GPU cluster: one per GPU); 0 draws them in the stage's process. Same samples either way",
+    )
 
 
 class AuditConfig(Strict):

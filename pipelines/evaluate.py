@@ -26,6 +26,10 @@ app = typer.Typer(add_completion=False)
 def main(experiment: str = EXPERIMENT) -> None:
     _, exp, info = experiment_context(experiment)
     spec = load_spec(DATA, exp.dataset)
+    if exp.evaluate.num_workers > 0:  # the samples are drawn on Ray actors (components.evaluation.distributed)
+        from components.training.driver import init_ray
+
+        init_ray()  # a quiet local instance, or the cluster in RAY_ADDRESS
     model = load_trained(model_dir(experiment))
     train, test = load_split(DATA, exp.dataset, "train"), load_split(DATA, exp.dataset, "test")
     keep_samples = spec.kind == "image"  # the audit's per-group quality and memorization read the samples

@@ -33,8 +33,16 @@ from scipy.special import ndtr
 from components.config import EvaluateConfig
 from components.data.spec import DataSpec
 from components.evaluation.audio_features import TrainedAudioClassifier
+from components.evaluation.frechet import FrechetMoments
 from components.evaluation.grids import image_grid
-from components.evaluation.harness import Evaluation, _likelihood, fid_kid, memorization_in_features, timed_generate
+from components.evaluation.harness import (
+    Evaluation,
+    _likelihood,
+    draw_for,
+    fid_kid_features,
+    memorization_in_features,
+    sampling_card,
+)
 from components.evaluation.pitch import pitch_report
 from components.evaluation.shares import fairness_discrepancy, shares
 from components.models.base import GenerativeModel
@@ -49,17 +57,6 @@ class AudioEvaluation(Evaluation):
     (empty without a classifier); the evaluate stage writes it into labels.json for the audit."""
 
     attributes: dict[str, dict[str, list]] = field(default_factory=dict)
-
-
-class _Precomputed(torch.nn.Module):
-    """Identity on features already extracted, so ``harness.fid_kid`` (torchmetrics) runs on them."""
-
-    def __init__(self, num_features: int):
-        super().__init__()
-        self.num_features = num_features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
 
 
 def mu_law_levels(x: np.ndarray, mu: int = 255) -> np.ndarray:
@@ -123,7 +120,8 @@ def evaluate_audio(
     shares of its attribute heads (``spec.attributes`` names their values); ``test_attributes`` feed the test
     likelihood of a model that conditions on them (``batch_attributes``)."""
     sample_rate = int(spec.extras["sample_rate"])
-    fake, speed = timed_generate(model, cfg.n_samples, batch_size=cfg.batch_size, seed=cfg.seed, options=cfg.sampler)
+    drawn = draw_for(model, cfg, extractors={"classifier": classifier})  # its features drawn with the samples
+    fake = drawn.samples
     fake_np = fake.numpy()
     gen = pitch_report(fake_np, sample_rate, train[1])
     real = pitch_report(test[0], sample_rate, train[1])
@@ -135,7 +133,7 @@ def evaluate_audio(
         "pitch_histogram": gen["histogram"],
         "real_clear_pitch_share": real["clear_pitch_share"],
         "real_pitch_kl_to_data": real["kl_to_data"],
-        "samples_per_s": speed["samples_per_s"],
+        "samples_per_s": drawn.samples_per_s,
         **_likelihood(model, test, cfg, test_attributes),
         "unigram_nll_bits_per_sample": unigram_nll_bits(train[0], test[0]),
         "lpc_nll_bits_per_sample": lpc["nll_bits"],
@@ -144,11 +142,20 @@ def evaluate_audio(
     card: dict[str, Any] = {}
     if classifier is not None:
         space, attributes, card = classifier_metrics(
-            classifier, spec, fake, train, test, gen["labels"], train_attributes or {}, cfg
+            classifier,
+            spec,
+            fake,
+            train,
+            test,
+            gen["labels"],
+            train_attributes or {},
+            cfg,
+            f_fake=drawn.features["classifier"],
+            fake_moments=drawn.moments["classifier"],
         )
         metrics.update(space)
     metrics["protocol"] = {
-        "sampling_device": speed["sampling_device"],
+        **sampling_card(drawn),
         "n_generated": int(len(fake_np)),
         "n_test": int(len(test[0])),
         "reference_split": "test (likelihoods, the real floor, fad/KID/PRDC); train (pitch-class and attribute "
@@ -161,7 +168,7 @@ def evaluate_audio(
         **card,
         "seed": cfg.seed,
         "sampler_options": cfg.sampler,
-        **model.sampler_info(),
+        **drawn.sampler_info,
     }
     pick = np.random.default_rng(cfg.seed).permutation(len(test[0]))[:16]
     real_batch = (torch.from_numpy(test[0][pick]).float(), torch.from_numpy(test[1][pick]))
@@ -181,9 +188,14 @@ def classifier_metrics(
     yin_labels: list[int],
     train_attributes: dict[str, np.ndarray],
     cfg: EvaluateConfig,
+    *,
+    f_fake: torch.Tensor | None = None,
+    fake_moments: FrechetMoments | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, list]], dict[str, Any]]:
     """The metrics in the classifier's features (module docstring), the attribute labels of the samples, and
-    the protocol card's entries. The floor and its subset of train follow ``harness.evaluate_images``."""
+    the protocol card's entries. The floor and its subset of train follow ``harness.evaluate_images``.
+    ``f_fake`` / ``fake_moments``: the samples' features and Fréchet moments where they were drawn with them
+    (``harness.draw_for``); otherwise computed here from ``fake``."""
     from components.evaluation.frechet import fid_ci
     from components.evaluation.prdc import prdc_per_k
 
@@ -192,11 +204,11 @@ def classifier_metrics(
     floor_idx = torch.from_numpy(rng.choice(len(train[0]), n_floor, replace=False))
     f_test = classifier.features(torch.from_numpy(test[0]).float())
     f_train = classifier.features(torch.from_numpy(train[0]).float())  # the memorization reference
-    f_fake = classifier.features(fake.float())
+    f_fake = classifier.features(fake.float()) if f_fake is None else f_fake
     f_floor = f_train[floor_idx]
-    space = _Precomputed(f_test.shape[1])
-    quality = fid_kid(space, f_test, f_fake, seed=cfg.seed)
-    floor = fid_kid(space, f_test, f_floor, seed=cfg.seed)
+    test_moments = FrechetMoments.of(f_test)
+    quality = fid_kid_features(f_test, f_fake, seed=cfg.seed, real_moments=test_moments, fake_moments=fake_moments)
+    floor = fid_kid_features(f_test, f_floor, seed=cfg.seed, real_moments=test_moments)
     intervals = {}
     if cfg.fid_n_boot > 0:
         intervals["fad"] = fid_ci(f_test, f_fake, n_boot=cfg.fid_n_boot, seed=cfg.seed)

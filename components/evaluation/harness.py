@@ -10,12 +10,15 @@
 - text: see ``components.evaluation.text``.
 Every result carries a protocol card: extractor and its hash, N real / N generated, reference split,
 sampler and weights, seeds.
+
+Samples are drawn in seeded chunks of ``evaluate.batch_size`` (``components.evaluation.distributed``): in this
+process, or on ``evaluate.num_workers`` Ray actors that also extract the samples' features and Fréchet moments;
+the chunks do not depend on the worker count, so neither do the samples nor any metric.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +30,9 @@ from torch import Tensor
 from components.config import EvaluateConfig
 from components.data.spec import DataSpec
 from components.errors import DataError
+from components.evaluation.distributed import Drawn, draw
 from components.evaluation.features import TrainedClassifier
+from components.evaluation.frechet import FrechetMoments, frechet_from_moments
 from components.evaluation.grids import image_grid, scatter_plot
 from components.evaluation.shares import fairness_discrepancy, shares
 from components.evaluation.simclr import TrainedEncoder
@@ -44,54 +49,82 @@ class Evaluation:
     files: dict[str, str] = field(default_factory=dict)  # extra text outputs, e.g. samples.txt
 
 
-@torch.no_grad()
 def generate(model: GenerativeModel, n: int, *, batch_size: int, seed: int, options: dict[str, Any]) -> Any:
-    """``n`` samples in batches from a seeded generator (tensor, or list of strings for text)."""
-    model.eval()
-    gen = torch.Generator().manual_seed(seed)
-    out: list[Any] = []
-    for start in range(0, n, batch_size):
-        out.append(model.sample(min(batch_size, n - start), generator=gen, **options))
-    if isinstance(out[0], Tensor):
-        return torch.cat(out).float().cpu()
-    return [s for chunk in out for s in chunk]
+    """``n`` samples in seeded chunks of ``batch_size``, in this process (tensor, or list of strings for text):
+    the evaluate stage's samples (``distributed.draw`` with ``num_workers = 0``)."""
+    return draw(model, n, chunk_size=batch_size, seed=seed, options=options).samples
 
 
-def timed_generate(
-    model: GenerativeModel, n: int, *, batch_size: int, seed: int, options: dict[str, Any]
-) -> tuple[Any, dict[str, Any]]:
-    """:func:`generate`, and its throughput: wall-clock samples/s on this process's CPU threads (or device)."""
-    t0 = time.perf_counter()
-    samples = generate(model, n, batch_size=batch_size, seed=seed, options=options)  # ends on the CPU: synced
-    seconds = time.perf_counter() - t0
-    device = next(iter(model.parameters()), torch.empty(0)).device
-    where = f"cpu ({torch.get_num_threads()} threads)" if device.type == "cpu" else str(device)
-    return samples, {
-        "samples_per_s": n / seconds if seconds > 0 else math.inf,
-        "sampling_seconds": round(seconds, 3),
-        "sampling_device": where,
-    }
+def draw_for(model: GenerativeModel, cfg: EvaluateConfig, **extract: Any) -> Drawn:
+    """The evaluation's ``cfg.n_samples`` samples, in chunks of ``cfg.batch_size`` on ``cfg.num_workers`` Ray
+    actors (0: in this process); ``extract``: ``extractors`` and ``labeller`` of ``distributed.draw``."""
+    return draw(
+        model,
+        cfg.n_samples,
+        chunk_size=cfg.batch_size,
+        seed=cfg.seed,
+        options=cfg.sampler,
+        num_workers=cfg.num_workers,
+        **extract,
+    )
+
+
+def sampling_card(drawn: Drawn) -> dict[str, Any]:
+    """The protocol card's record of how the samples were drawn; ``samples_per_s`` is the wall-clock rate of
+    drawing them (and, for images, extracting their features), Ray actors' start-up included."""
+    return {"sampling_device": drawn.info["device"], "sampling": drawn.info}
+
+
+class Precomputed(torch.nn.Module):
+    """Identity on features already extracted, so torchmetrics' KID (``feature=``) runs on them."""
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+@torch.no_grad()
+def _features(extractor: torch.nn.Module, x: Tensor, batch_size: int = 1000) -> Tensor:
+    return torch.cat([extractor(b) for b in x.split(batch_size)])
 
 
 def fid_kid(extractor: torch.nn.Module, real: Tensor, fake: Tensor, *, seed: int) -> dict[str, float]:
     """FID (arXiv 1706.08500) and KID (arXiv 1801.01401) between two image sets, in ``extractor``'s features."""
-    from torchmetrics.image.fid import FrechetInceptionDistance
+    extractor.eval()
+    return fid_kid_features(_features(extractor, real), _features(extractor, fake), seed=seed)
+
+
+def fid_kid_features(
+    real: Tensor,
+    fake: Tensor,
+    *,
+    seed: int,
+    real_moments: FrechetMoments | None = None,
+    fake_moments: FrechetMoments | None = None,
+) -> dict[str, float]:
+    """FID from the two sets' Fréchet moments (given, e.g. merged from the evaluation workers' chunks, or computed
+    from the features) and KID from the features (torchmetrics, 50 subsets from torch seed ``seed``)."""
     from torchmetrics.image.kid import KernelInceptionDistance
 
+    real_moments = FrechetMoments.of(real) if real_moments is None else real_moments
+    fake_moments = FrechetMoments.of(fake) if fake_moments is None else fake_moments
+    fid = frechet_from_moments(real_moments, fake_moments)
     torch.manual_seed(seed)  # KID's subsets
-    fid = FrechetInceptionDistance(feature=extractor, reset_real_features=True)
     subset = min(1000, len(real), len(fake))
-    kid = KernelInceptionDistance(feature=extractor, subsets=50, subset_size=subset, reset_real_features=True)
-    for metric in (fid, kid):
-        for chunk in real.split(1000):
-            metric.update(chunk, real=True)
-        for chunk in fake.split(1000):
-            metric.update(chunk, real=False)
+    kid = KernelInceptionDistance(
+        feature=Precomputed(real.shape[1]), subsets=50, subset_size=subset, reset_real_features=True
+    )
+    for chunk in real.split(1000):
+        kid.update(chunk, real=True)
+    for chunk in fake.split(1000):
+        kid.update(chunk, real=False)
     with torch_threads(1):  # 50 small kernel matrices: two threads spin-wait on a shared CPU (3-5x slower)
         kid_mean, kid_std = kid.compute()
-        fid_value = float(fid.compute())
     return {
-        "fid": max(fid_value, 0.0),  # clamp tiny negatives (docs/protocols.md §3.3)
+        "fid": fid,  # clamped at 0 (docs/protocols.md §3.3)
         "kid": float(kid_mean),
         "kid_std": float(kid_std),
     }
@@ -113,29 +146,32 @@ def evaluate_images(
     from components.evaluation.frechet import fid_ci
     from components.evaluation.prdc import prdc_per_k
 
-    fake, speed = timed_generate(model, cfg.n_samples, batch_size=cfg.batch_size, seed=cfg.seed, options=cfg.sampler)
+    extractors = {"classifier": classifier, "simclr": encoder}  # the samples' features: drawn with them
+    drawn = draw_for(model, cfg, extractors=extractors, labeller="classifier")
+    fake, f_fake = drawn.samples, drawn.features["classifier"]
     real_test = torch.from_numpy(test[0]).float()
     rng = np.random.default_rng(cfg.seed)
     n_floor = min(len(train[0]), cfg.n_samples)
     floor_idx = rng.choice(len(train[0]), n_floor, replace=False)
-    real_train = torch.from_numpy(train[0][floor_idx]).float()
     extractor = classifier.model.eval()
 
-    quality = fid_kid(extractor, real_test, fake, seed=cfg.seed)
-    floor = fid_kid(extractor, real_test, real_train, seed=cfg.seed)
-    f_test, f_fake = classifier.features(real_test), classifier.features(fake)
+    f_test = classifier.features(real_test)
     f_train = classifier.features(torch.from_numpy(train[0]).float())  # the memorization reference
+    f_floor = f_train[torch.from_numpy(floor_idx)]
+    test_moments = FrechetMoments.of(f_test)
+    quality = fid_kid_features(
+        f_test, f_fake, seed=cfg.seed, real_moments=test_moments, fake_moments=drawn.moments["classifier"]
+    )
+    floor = fid_kid_features(f_test, f_floor, seed=cfg.seed, real_moments=test_moments)
     intervals = {}
     if cfg.fid_n_boot > 0:  # the same FIDs from the features, resampled (components.evaluation.frechet)
         intervals["fid"] = fid_ci(f_test, f_fake, n_boot=cfg.fid_n_boot, seed=cfg.seed)
-        intervals["fid_floor_train_vs_test"] = fid_ci(
-            f_test, f_train[torch.from_numpy(floor_idx)], n_boot=cfg.fid_n_boot, seed=cfg.seed
-        )
+        intervals["fid_floor_train_vs_test"] = fid_ci(f_test, f_floor, n_boot=cfg.fid_n_boot, seed=cfg.seed)
     by_k = prdc_per_k(f_test, f_fake, ks=(3, 5))  # one pass over the distances
     pr, dc = by_k[3], by_k[5]  # P/R with k = 3 (arXiv 1904.06991), D/C with k = 5 (arXiv 2002.09797)
 
     k = spec.num_classes
-    labels = classifier.predict(fake).numpy()
+    labels = drawn.labels.numpy()  # type: ignore[union-attr]
     p_gen = shares(labels, k)
     p_train = shares(train[1], k)
     metrics: dict[str, Any] = {
@@ -152,7 +188,7 @@ def evaluate_images(
         "classes_present": int((p_gen > 0).sum()),
         "class_kl_to_data": fairness_discrepancy(p_gen, p_train)["kl"],
         "class_histogram": np.bincount(labels, minlength=k).tolist(),
-        "samples_per_s": speed["samples_per_s"],
+        "samples_per_s": drawn.samples_per_s,
         "memorization": memorization_in_features(f_train, f_test, f_fake, seed=cfg.seed),
     }
     if k > 0 and cfg.utility_steps > 0:
@@ -160,7 +196,9 @@ def evaluate_images(
             train, test, fake, labels, num_classes=k, steps=cfg.utility_steps, seed=cfg.seed
         )
     if encoder is not None:
-        metrics["simclr"] = second_space(encoder, real_test, real_train, fake, seed=cfg.seed)
+        metrics["simclr"] = second_space(
+            encoder, real_test, torch.from_numpy(train[0][floor_idx]).float(), drawn, seed=cfg.seed
+        )
     metrics.update(_likelihood(model, test, cfg))
     metrics["protocol"] = {
         "feature_extractor": f"domain classifier (penultimate layer, {extractor.num_features}-D)",
@@ -180,8 +218,8 @@ def evaluate_images(
         },
         "seed": cfg.seed,
         "sampler_options": cfg.sampler,
-        "sampling_device": speed["sampling_device"],
-        **model.sampler_info(),
+        **sampling_card(drawn),
+        **drawn.sampler_info,
     }
     if encoder is not None:
         metrics["protocol"]["simclr_extractor"] = {
@@ -201,17 +239,21 @@ def evaluate_images(
 
 
 def second_space(
-    encoder: TrainedEncoder, real_test: Tensor, real_train: Tensor, fake: Tensor, *, seed: int
+    encoder: TrainedEncoder, real_test: Tensor, real_train: Tensor, drawn: Drawn, *, seed: int
 ) -> dict[str, float]:
     """FID, KID, their real-vs-real floor (train vs test) and precision/recall (k = 3) / density/coverage
     (k = 5) in the SimCLR encoder's features: the same protocol as the domain classifier's space, in a space
-    no label shaped. Numbers of the two spaces are not comparable with each other, only within a space."""
+    no label shaped. Numbers of the two spaces are not comparable with each other, only within a space. The
+    samples' features and moments come with ``drawn`` (extractor ``simclr``)."""
     from components.evaluation.prdc import prdc_per_k
 
-    extractor = encoder.model.eval()
-    quality = fid_kid(extractor, real_test, fake, seed=seed)
-    floor = fid_kid(extractor, real_test, real_train, seed=seed)
-    by_k = prdc_per_k(encoder.features(real_test), encoder.features(fake), ks=(3, 5))
+    f_test, f_train, f_fake = encoder.features(real_test), encoder.features(real_train), drawn.features["simclr"]
+    test_moments = FrechetMoments.of(f_test)
+    quality = fid_kid_features(
+        f_test, f_fake, seed=seed, real_moments=test_moments, fake_moments=drawn.moments["simclr"]
+    )
+    floor = fid_kid_features(f_test, f_train, seed=seed, real_moments=test_moments)
+    by_k = prdc_per_k(f_test, f_fake, ks=(3, 5))
     return {
         "fid": quality["fid"],
         "kid": quality["kid"],
@@ -255,8 +297,8 @@ def evaluate_points(
     from components.data.mixtures import MIXTURES
     from components.evaluation.modes import mode_metrics
 
-    fake, speed = timed_generate(model, cfg.n_samples, batch_size=cfg.batch_size, seed=cfg.seed, options=cfg.sampler)
-    fake = fake.numpy()
+    drawn = draw_for(model, cfg)
+    fake = drawn.samples.numpy()
     means = np.asarray(spec.extras["means"])
     m = mode_metrics(fake, means, float(spec.extras["sigma"]))
     d = np.linalg.norm(fake[:, None] - means[None], axis=-1)
@@ -270,16 +312,16 @@ def evaluate_points(
         "pct_high_quality": m["pct_high_quality"],
         "reverse_kl": m["reverse_kl"],
         "mode_histogram": m["per_mode_counts"],
-        "samples_per_s": speed["samples_per_s"],
+        "samples_per_s": drawn.samples_per_s,
         "protocol": {
-            "sampling_device": speed["sampling_device"],
+            **sampling_card(drawn),
             "n_generated": int(len(fake)),
             "high_quality_rule": "within 3 sigma of the nearest mean",
             "mixture": known[0] if known else None,  # a published testbed (ring8, grid25) or a custom mixture
             "num_modes": int(len(means)),
             "seed": cfg.seed,
             "sampler_options": cfg.sampler,
-            **model.sampler_info(),
+            **drawn.sampler_info,
         },
     }
     return Evaluation(

@@ -11,7 +11,7 @@ import torch
 from components.config import EvaluateConfig
 from components.data.spec import DataSpec
 from components.data.text import GENDERS
-from components.evaluation.harness import Evaluation, timed_generate
+from components.evaluation.harness import Evaluation, draw_for, sampling_card
 from components.evaluation.memorization import text_novelty
 from components.evaluation.text import text_metrics
 from components.models.base import GenerativeModel
@@ -27,14 +27,15 @@ def evaluate_text(
     **_: Any,
 ) -> Evaluation:
     torch.manual_seed(cfg.seed)
-    samples, speed = timed_generate(model, cfg.n_samples, batch_size=cfg.batch_size, seed=cfg.seed, options=cfg.sampler)
+    drawn = draw_for(model, cfg)
+    samples = drawn.samples
     train_s, test_s = [str(s) for s in train[0]], [str(s) for s in test[0]]
     model.eval()
     m = text_metrics(model.logits, spec, train=train_s, test=test_s, samples=samples, batch_size=cfg.batch_size)
     metrics: dict[str, Any] = {f"test_{k}" if k.startswith("nll") else k: v for k, v in m.items()}
-    metrics["samples_per_s"] = speed["samples_per_s"]
+    metrics["samples_per_s"] = drawn.samples_per_s
     metrics["protocol"] = {
-        "sampling_device": speed["sampling_device"],
+        **sampling_card(drawn),
         "n_generated": len(samples),
         "n_test": len(test_s),
         "reference_split": "test",
@@ -42,7 +43,7 @@ def evaluate_text(
         "bigram": "add-one smoothed, fitted on the train split in this run",
         "seed": cfg.seed,
         "sampler_options": cfg.sampler,
-        **model.sampler_info(),
+        **drawn.sampler_info,
     }
     labels = None
     if tuple(spec.class_names) == GENDERS:
