@@ -159,6 +159,7 @@ def _train_in_process(job: TrainJob, on_event: EventSink | None) -> tuple[Genera
 def _train_ray(job: TrainJob, on_event: EventSink | None) -> tuple[GenerativeModel, LoopState]:
     import ray.train
     from ray.util.queue import Queue
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     if not os.environ.get("RAY_ADDRESS") and not ray.is_initialized():
         # the local instance init_ray would start gets this machine's CPUs and GPUs: an infeasible request
@@ -170,7 +171,10 @@ def _train_ray(job: TrainJob, on_event: EventSink | None) -> tuple[GenerativeMod
     check_resources(
         job.train, use_gpu=use_gpu, wait_s=job.train.start_timeout_s if os.environ.get("RAY_ADDRESS") else 0
     )
-    events: Queue = Queue(maxsize=10_000, actor_options={"num_cpus": 0})
+    # the progress queue's actor lives on the driver's node: anywhere else, losing that node (a worker node's
+    # raylet killed) would take the queue, and with it the restarted workers' first put, down with it
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    events: Queue = Queue(maxsize=10_000, actor_options={"num_cpus": 0, "scheduling_strategy": here})
     trainer = torch_trainer(job, use_gpu=use_gpu, queue=events)
     diverged: list[str] = []
     stop = threading.Event()
