@@ -22,7 +22,7 @@ def _cluster(mlflow_db, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tw
     try:
         try:
             cluster.start()
-        except NetnsNotPermitted as e:
+        except NetnsNotPermitted as e:  # issue 18: skip, saying why, only where `ip netns add` is refused (not root)
             pytest.skip(f"ip netns add is not permitted here: {e}")
         yield cluster
     finally:

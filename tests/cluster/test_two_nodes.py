@@ -124,7 +124,7 @@ def test_teardown_leaves_nothing():
     try:
         try:
             c._network()
-        except NetnsNotPermitted as e:
+        except NetnsNotPermitted as e:  # the one allowed skip: `ip netns` refused here (not root), said in the output
             pytest.skip(f"ip netns not permitted here: {e}")
         (c.project / "data" / "on-the-head").write_text("")
         script = f"ls -A {c.project / 'data'} | wc -l; sleep 600 >/dev/null 2>&1 & echo $!"

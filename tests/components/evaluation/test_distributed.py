@@ -156,7 +156,7 @@ class _DiesOnce(GenerativeModel):
         self.flag = str(flag)
         self.w = torch.nn.Parameter(torch.zeros(()))
 
-    def forward(self, batch):
+    def forward(self, batch):  # a sampling-only test double: evaluation never trains it
         raise NotImplementedError
 
     @torch.no_grad()
