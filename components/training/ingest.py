@@ -213,10 +213,28 @@ def ray_datasets(root: str | Path, dataset: str, cfg: TrainConfig, *, splits: tu
     when the split's shards total at most ``train.materialize_mib``, else streamed every epoch."""
     import ray
     import ray.data
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     manifest = load_manifest(root, dataset)
     here = ray.get_runtime_context().get_node_id()
+    ctx = ray.data.DataContext.get_current()
+    v2 = ctx.use_datasource_v2
+    # Ray 2.60's V2 Parquet reader lists the files and reads their footers in actors it places anywhere (on
+    # another node they fail: the files are on this node only, tests/cluster/test_train_two_nodes.py), and in a
+    # task of 1 CPU (with every CPU held by the training workers the read never starts). The V1 reader lists
+    # them here, on the driver, and its reads take the ray_remote_args below.
+    ctx.use_datasource_v2 = False
+    try:
+        return _read_splits(root, dataset, cfg, splits, manifest, here)
+    finally:
+        ctx.use_datasource_v2 = v2
+
+
+def _read_splits(
+    root: str | Path, dataset: str, cfg: TrainConfig, splits: tuple[str, ...], manifest: dict[str, Any], here: str
+) -> dict[str, Any]:
+    import ray.data
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
     out = {}
     for s in splits:
         paths = shard_paths(root, dataset, s, manifest)
