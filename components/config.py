@@ -46,13 +46,16 @@ class DatasetConfig(Strict):
         "textfile",
         "notes",
         "audiofolder",
+        "synthetic",
     ]
     path: str | None = Field(
         None,
         description="user sources (imagefolder, npz, textfile, audiofolder): a file or folder, relative to the project",
     )
     n_samples: PositiveInt | None = Field(
-        None, description="samples to draw (synthetic sources); surnames: the n most frequent"
+        None,
+        description="samples to draw (synthetic sources; synthetic: 10,000 by default, generated and written chunk "
+        "by chunk, so it may exceed memory); surnames: the n most frequent",
     )
     follow_symlinks: bool = Field(
         False, description="user sources: read through symlinks that lead out of 'path' or the project"
@@ -67,6 +70,12 @@ class DatasetConfig(Strict):
     sample_rate: PositiveInt = Field(8000, description="notes / audiofolder: samples per second (WAVs resampled)")
     seconds: PositiveFloat = Field(0.5, description="notes / audiofolder: clip length (longer WAVs are cut)")
     mono: bool = Field(True, description="audiofolder: refuse stereo files (false: keep their channels)")
+    image_size: int = Field(
+        32, ge=8, le=256, description="synthetic: side of the square grayscale images, in pixels (8..256)"
+    )
+    n_classes: int = Field(
+        4, ge=1, le=8, description="synthetic: shape classes (disc, square, ring, diamond, cross, hbar, vbar, triangle)"
+    )
 
     @model_validator(mode="after")
     def _path_for_user_sources(self) -> DatasetConfig:
@@ -82,6 +91,8 @@ class DatasetConfig(Strict):
             "sample_rate": ("notes", "audiofolder"),
             "seconds": ("notes", "audiofolder"),
             "mono": ("audiofolder",),
+            "image_size": ("synthetic",),
+            "n_classes": ("synthetic",),
         }
         for key in sorted(self.model_fields_set & applies.keys()):
             if self.source not in applies[key]:
@@ -216,16 +227,31 @@ class TrainConfig(Strict):
     materialize_mib: float = Field(
         512.0,
         ge=0,
-        description="a split up to this size is read once into Ray's object store; a larger one streams from its "
-        "shards every epoch (0: always stream)",
+        description="a split up to this size once read (its decoded columns, not its compressed files) is read "
+        "once into Ray's object store; a larger one streams from its shards every epoch (0: always stream)",
     )
     init_from: InitFromConfig | None = Field(
         None, description="transfer learning: start from a registered model's or another experiment's weights"
     )
+    ingest_object_store_mib: PositiveFloat | None = Field(
+        256.0,
+        description="most of Ray's object store a streamed split's blocks may hold in flight (MiB; a few shards "
+        "at least): bounds what ingest costs the node, and each worker's RSS, whatever the dataset's size; None: Ray "
+        "Data's own budget (a share of the whole store, GiBs)",
+    )
+    max_worker_mib: PositiveFloat | None = Field(
+        None,
+        description="memory cap of each Ray Train worker (MiB of its private resident memory, RSS minus shared "
+        "pages: Ray's object store is not counted), checked at every batch; a worker above it fails the run with "
+        "one line. None: no cap. Off in-process (num_workers: 0)",
+    )
 
     def shaping_dump(self) -> dict[str, Any]:
-        """The fields as a dict for run hashes: ``init_from`` only when set (older hashes stay valid)."""
-        return self.model_dump(exclude={"init_from"} if self.init_from is None else set())
+        """The fields as a dict for run hashes: ``init_from`` only when set (older hashes stay valid); never
+        ``max_worker_mib`` or ``ingest_object_store_mib`` (memory bounds: the rows and their order are the same under
+        any, so a rerun under other bounds resumes)."""
+        memory = {"max_worker_mib", "ingest_object_store_mib"}
+        return self.model_dump(exclude=memory | ({"init_from"} if self.init_from is None else set()))
 
 
 class EvaluateConfig(Strict):
@@ -343,6 +369,11 @@ class Params(Strict):
                 raise ValueError(
                     f"{where}.dataset: unknown dataset {exp.dataset!r}; "
                     f"expected one of prepare.datasets {sorted(self.prepare.datasets)}"
+                )
+            if self.prepare.datasets[exp.dataset].source == "synthetic" and exp.train.num_workers == 0:
+                raise ValueError(
+                    f"{where}.train.num_workers: expected >= 1 for {exp.dataset!r} (source synthetic: prepared chunk "
+                    "by chunk, Parquet shards only, which Ray workers read), got 0"
                 )
             # the family's hyperparameters, parsed once here (a ConfigError, not a ValueError: pydantic lets it
             # through with its own message, which names the experiment)

@@ -12,7 +12,7 @@ import numpy as np
 import typer
 
 from components.config import FeaturesConfig, SimCLRConfig
-from components.data import load_attributes, load_spec, load_split
+from components.data import is_streamed, load_attributes, load_spec, load_split
 from components.data.spec import DataSpec
 from components.evaluation.audio_features import save_audio_classifier, train_audio_classifier
 from components.evaluation.features import save_classifier, train_classifier
@@ -36,11 +36,18 @@ def main() -> None:
         tmp.mkdir()
         for name in p.prepare.datasets:
             spec = load_spec(DATA, name)
-            if spec.kind in ("image", "audio"):
+            streamed = is_streamed(DATA, name)  # Parquet shards only, larger than memory: no classifier
+            if spec.kind in ("image", "audio") and not streamed:
                 train, test = load_split(DATA, name, "train"), load_split(DATA, name, "test")
-            if spec.kind not in ("image", "audio") or spec.num_classes < 2:
+            if spec.kind not in ("image", "audio") or spec.num_classes < 2 or streamed:
                 # every dataset gets its folder, so that a stage can depend on data/features/<dataset> alone
-                reason = "neither images nor audio" if spec.kind not in ("image", "audio") else "fewer than 2 classes"
+                reason = (
+                    "neither images nor audio"
+                    if spec.kind not in ("image", "audio")
+                    else "streamed (prepared chunk by chunk: no arrays to train on)"
+                    if streamed
+                    else "fewer than 2 classes"
+                )
                 write_json(tmp / name / NO_CLASSIFIER, {"dataset": name, "classifier": None, "reason": reason})
             elif spec.kind == "audio":
                 report[name] = _audio(tmp / name, name, spec, train, test, cfg)
@@ -65,7 +72,7 @@ def main() -> None:
                 meta = save_classifier(tmp / name, model, meta)  # replaces the folder: the encoder goes in after
                 report[name] = {"test_accuracy": acc["test_accuracy"], "sha256": meta["sha256"][:12]}
                 console.print(f"domain classifier [bold]{name}[/]: test accuracy {acc['test_accuracy']:.4f}")
-            if spec.kind == "image" and cfg.simclr.enabled:
+            if spec.kind == "image" and cfg.simclr.enabled and not streamed:
                 report.setdefault(name, {})["simclr"] = _simclr(tmp / name / SUBDIR, name, train, test, cfg.simclr)
     write_json(REPORTS / "features.json", report)
 

@@ -72,7 +72,7 @@ class ShardWriter:
         per_shard = max(1, self.shard_bytes // row_bytes)
         start, total = 0, n.pop()
         if not self._parts:
-            self._parts.append({k: v[:0] for k, v in columns.items()})  # column set and dtypes, even for no rows
+            self._parts.append({k: _empty_like(v) for k, v in columns.items()})  # column set and dtypes, 0 rows
         while start < total:
             take = min(total - start, per_shard - self._buffered)
             self._parts.append({k: v[start : start + take] for k, v in columns.items()})
@@ -99,8 +99,14 @@ class ShardWriter:
         pq.write_table(table, self.folder / name)
         self.files.append(name)
         self.rows.append(int(len(cols[X])))
-        self._parts = [{k: v[:0] for k, v in cols.items()}]  # keeps the column set for the next check
+        self._parts = [{k: _empty_like(v) for k, v in cols.items()}]  # the column set for the next check
         self._buffered = 0
+
+
+def _empty_like(v: np.ndarray) -> np.ndarray:
+    """No rows of ``v``'s dtype and row shape, holding no reference to ``v`` (a ``v[:0]`` view would keep the
+    whole chunk, or the whole last shard, alive)."""
+    return np.empty((0, *v.shape[1:]), v.dtype)
 
 
 def write_split_shards(folder: str | Path, columns: dict[str, np.ndarray], *, shard_mib: float) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -21,6 +22,7 @@ SOURCE_KINDS: dict[str, tuple[Kind, ...]] = {
     "textfile": ("text",),
     "notes": ("audio",),
     "audiofolder": ("audio",),
+    "synthetic": ("image",),
 }
 
 
@@ -89,3 +91,19 @@ class RawData:
     vocab: tuple[str, ...] = ()
     extras: dict[str, Any] = field(default_factory=dict)
     attributes: dict[str, tuple[np.ndarray, tuple[str, ...]]] = field(default_factory=dict)
+
+
+@dataclass
+class RawChunks:
+    """A dataset a source yields chunk by chunk, for data larger than memory (``prepare_streamed``): ``chunks``
+    yields ``(x, y)`` pairs of a few MiB each (``x`` float32 (m, *shape), ``y`` int64 (m,), -1 = no label), ``n``
+    rows in all; iterating it a second time starts again from the first chunk. No text (its shape, the longest
+    string, is only known at the end) and no attributes."""
+
+    chunks: Iterable[tuple[np.ndarray, np.ndarray]]
+    n: int
+    kind: Kind
+    shape: tuple[int, ...]
+    class_names: tuple[str, ...] = ()
+    levels: int | None = None
+    extras: dict[str, Any] = field(default_factory=dict)

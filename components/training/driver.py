@@ -240,7 +240,7 @@ def torch_trainer(
         train_worker,
         train_loop_config={"job": job, "data": plan, "queue": queue},
         datasets=ray_datasets(job.data_root, job.dataset, train, splits=splits) if datasets else None,
-        dataset_config=data_config(),
+        dataset_config=data_config(train),
         torch_config=TorchConfig(backend="nccl" if use_gpu and train.gpus_per_worker >= 1 else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=train.num_workers,

@@ -13,7 +13,14 @@ Semantics kept from the sampler: every rank gets ``rows // world`` rows per epoc
 sampler's ``drop_last``), in batches of ``min(batch_size, rows // world)`` with the last partial batch dropped, and
 the order changes every epoch. A split up to ``train.materialize_mib`` is read once into the object store (the
 reads then cost nothing per epoch); a larger one streams from its shards every epoch, in a new file order, with
-at most ``train.shuffle_buffer`` rows buffered per worker: a worker never holds the split.
+at most ``train.shuffle_buffer`` rows buffered per worker: a worker never holds the split. The reads take no CPU
+(the training workers hold them), at most :func:`read_tasks` run at once and at most
+``train.ingest_object_store_mib`` of their blocks wait in the object store, so a split of any size costs the node
+the same few read processes and the same window of the store (a worker maps the pages of the blocks it reads: they
+count in its RSS, not its private memory, and stop growing at that window). ``train.max_worker_mib``
+makes that a checked cap: every batch, the worker measures its private memory and fails above it
+(:mod:`components.training.memory`). A streamed dataset (``prepare_streamed``: shards only, no arrays) trains on
+Ray workers only; the in-process path refuses it with one line.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from components.data.shards import ATTR, X, Y, shard_paths, training_columns
 from components.data.spec import DataSpec
 from components.errors import DataError
 from components.models.base import GenerativeModel
+from components.training.memory import MemoryGuard
 
 
 def data_tensors(spec: DataSpec, x: np.ndarray, y: np.ndarray, *attributes: np.ndarray) -> tuple[Tensor, ...]:
@@ -165,19 +173,22 @@ class ShardPlan:
             shuffle_buffer=self.cfg.shuffle_buffer,
             seed=self.cfg.seed,
             rank=rank,
+            max_worker_mib=self.cfg.max_worker_mib,
         )
 
 
 class ShardBatches:
     """One worker's ``get_dataset_shard`` as batches: each iteration is one epoch of Ray's split (every worker
     must iterate it, as they all do every epoch); training batches go through a local shuffle buffer seeded by
-    (seed, epoch, rank)."""
+    (seed, epoch, rank). Every batch, the worker's memory is checked against ``max_worker_mib``
+    (:class:`~components.training.memory.MemoryGuard`; None: measured only, :attr:`guard` ``.peak_mib``)."""
 
     def __init__(self, shard: Any, *, columns: tuple[str, ...], rows: int, batch_size: int, train: bool,
-                 shuffle_buffer: int, seed: int, rank: int) -> None:  # fmt: skip
+                 shuffle_buffer: int, seed: int, rank: int, max_worker_mib: float | None = None) -> None:  # fmt: skip
         self.shard, self.columns, self.rows, self.batch_size = shard, columns, rows, batch_size
         self.train, self.shuffle_buffer, self.seed, self.rank = train, shuffle_buffer, seed, rank
         self.epoch = 0
+        self.guard = MemoryGuard(max_worker_mib, where=f"rank {rank}")
 
     def __len__(self) -> int:
         return self.rows // self.batch_size if self.train else math.ceil(self.rows / self.batch_size)
@@ -191,8 +202,12 @@ class ShardBatches:
             state = np.random.SeedSequence([self.seed, self.epoch, self.rank]).generate_state(1)[0]
             shuffle = {"local_shuffle_buffer_size": self.shuffle_buffer, "local_shuffle_seed": int(state)}
         batches = self.shard.iter_torch_batches(batch_size=self.batch_size, drop_last=self.train, **shuffle)
-        for b in batches:  # dict of column -> tensor
-            yield tuple(torch.as_tensor(b[c]) for c in self.columns)
+        split = "training" if self.train else "held-out"
+        for i, b in enumerate(batches):  # dict of column -> tensor
+            out = tuple(torch.as_tensor(b[c]) for c in self.columns)
+            del b
+            self.guard.check(context=f"epoch {self.epoch}, {split} batch {i}")
+            yield out
 
 
 def shard_plan(root: str | Path, dataset: str, cfg: TrainConfig, *, splits: tuple[str, ...]) -> ShardPlan:
@@ -208,9 +223,36 @@ def shard_plan(root: str | Path, dataset: str, cfg: TrainConfig, *, splits: tupl
     return ShardPlan(dataset=dataset, spec=spec, rows=rows, columns=columns, cfg=cfg)
 
 
+def read_tasks(cfg: TrainConfig) -> int:
+    """Parquet read tasks in flight at once: one per training worker, at least 2 (so one reads while one's output
+    is consumed)."""
+    return max(2, cfg.num_workers)
+
+
+_WIDTH = {"BOOLEAN": 1, "INT32": 4, "FLOAT": 4, "INT64": 8, "DOUBLE": 8}  # bytes per value of a Parquet type
+
+
+def in_memory_mib(paths: list[str]) -> float:
+    """What Parquet files hold once read (MiB): values x their width, from the footers. Not the files' size: the
+    shards are dictionary-encoded and compressed (256-level images take a fifth of their float32 bytes on disk),
+    and the object store holds the decoded columns."""
+    import pyarrow.parquet as pq
+
+    total = 0
+    for p in paths:
+        meta = pq.ParquetFile(p).metadata
+        for i in range(meta.num_row_groups):
+            group = meta.row_group(i)
+            for j in range(group.num_columns):
+                col = group.column(j)
+                total += col.num_values * _WIDTH.get(col.physical_type, 8)
+    return total / 2**20
+
+
 def ray_datasets(root: str | Path, dataset: str, cfg: TrainConfig, *, splits: tuple[str, ...]) -> dict[str, Any]:
     """split -> Ray Dataset of its shards, read on this (the driver's) node; materialized in the object store
-    when the split's shards total at most ``train.materialize_mib``, else streamed every epoch."""
+    when the split's shards hold at most ``train.materialize_mib`` once read (:func:`in_memory_mib`), else streamed
+    every epoch."""
     import ray
     import ray.data
 
@@ -220,8 +262,8 @@ def ray_datasets(root: str | Path, dataset: str, cfg: TrainConfig, *, splits: tu
     v2 = ctx.use_datasource_v2
     # Ray 2.60's V2 Parquet reader lists the files and reads their footers in actors it places anywhere (on
     # another node they fail: the files are on this node only, tests/cluster/test_train_two_nodes.py), and in a
-    # task of 1 CPU (with every CPU held by the training workers the read never starts). The V1 reader lists
-    # them here, on the driver, and its reads take the ray_remote_args below.
+    # task of 1 CPU at the start of every execution (with every CPU held by the training workers a streamed split
+    # never starts). The V1 reader lists them here, on the driver, and its reads take the ray_remote_args below.
     ctx.use_datasource_v2 = False
     try:
         return _read_splits(root, dataset, cfg, splits, manifest, here)
@@ -238,12 +280,14 @@ def _read_splits(
     out = {}
     for s in splits:
         paths = shard_paths(root, dataset, s, manifest)
-        size_mib = sum(Path(p).stat().st_size for p in paths) / 2**20
-        stream = cfg.materialize_mib == 0 or size_mib > cfg.materialize_mib
+        stream = cfg.materialize_mib == 0 or in_memory_mib(paths) > cfg.materialize_mib
         ds = ray.data.read_parquet(
             paths,
             # a new file order every epoch (Ray reseeds per execution): the shuffle buffer then mixes across files
             shuffle=ray.data.FileShuffleConfig(seed=cfg.seed) if stream and s == "train" else None,
+            # each read task is a Ray worker process (100-200 MiB): 0 CPUs put no bound on how many run at once
+            # (a 1.8 GiB split started 91 of them); one per training worker
+            concurrency=min(read_tasks(cfg), len(paths)),
             ray_remote_args={
                 # the files are on this node only; reads must not wait for the CPUs the training workers hold
                 "scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=False),
@@ -254,10 +298,15 @@ def _read_splits(
     return out
 
 
-def data_config() -> Any:
+def data_config(cfg: TrainConfig | None = None) -> Any:
     """Ray Train's ingest settings: every split divided equally among the workers, blocks in file order (so one
-    worker sees the same rows in the same order for the same seed)."""
+    worker sees the same rows in the same order for the same seed), and at most ``train.ingest_object_store_mib``
+    of blocks in flight in the object store (None, or no ``cfg``: Ray Data's own budget, a share of the store)."""
     import ray.train
-    from ray.data import ExecutionOptions
+    from ray.data import ExecutionOptions, ExecutionResources
 
-    return ray.train.DataConfig(datasets_to_split="all", execution_options=ExecutionOptions(preserve_order=True))
+    mib = cfg.ingest_object_store_mib if cfg is not None else None
+    limits = ExecutionResources.for_limits(object_store_memory=mib * 2**20) if mib else None
+    return ray.train.DataConfig(
+        datasets_to_split="all", execution_options=ExecutionOptions(preserve_order=True, resource_limits=limits)
+    )

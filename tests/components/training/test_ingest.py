@@ -2,6 +2,8 @@
 (a real local Ray). The Ray path keeps the sampler's contract: whole batches, every row at most once per epoch,
 the same order for the same (seed, epoch, rank), a new one every epoch; held-out splits in order, every row once."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ import torch
 from components.config import TrainConfig
 from components.data import load_split
 from components.errors import DataError
-from components.training.ingest import ShardBatches, ray_datasets, shard_plan, tensor_batches
+from components.training.ingest import ShardBatches, data_config, ray_datasets, shard_plan, tensor_batches
 
 
 def _epoch(batches, epoch):
@@ -69,3 +71,29 @@ def test_a_plan_for_too_few_rows_per_worker_fails_with_one_line(digits_root):
     model = build_model("vae", VAEConfig(latent_dim=2, width=4), plan.spec)
     with pytest.raises(DataError, match="expected at least one row per worker, got 1 rows for 2 workers"):
         plan.batches(model, "train", train=True, rank=0, world=2)
+
+
+def test_materialize_mib_compares_the_decoded_size_not_the_compressed_files(tmp_path):
+    import ray.data  # noqa: F401  (the tensor extension type the shards use)
+
+    from components.data import prepare_streamed
+    from components.data.shards import shard_paths
+    from components.data.synthetic import load_synthetic
+    from components.training.ingest import in_memory_mib
+
+    m = prepare_streamed("syn", load_synthetic(n_samples=5000, image_size=32), tmp_path, val=0.1, test=0.2, seed=0)
+    paths = shard_paths(tmp_path, "syn", "train", m)
+    decoded = m["splits"]["train"]["n"] * (32 * 32 * 4 + 8) / 2**20  # float32 pixels and an int64 label per row
+    assert in_memory_mib(paths) == pytest.approx(decoded)
+    on_disk = sum(Path(p).stat().st_size for p in paths) / 2**20
+    assert on_disk < decoded / 3  # 256 levels on a dark background: what the files' size would have compared
+
+
+def test_the_ingest_window_bounds_the_object_store_of_a_streamed_split():
+    def limits(mib):
+        return data_config(TrainConfig(ingest_object_store_mib=mib))._user_execution_options.resource_limits
+
+    assert limits(64).object_store_memory == 64 * 2**20 and limits(64).cpu == float("inf")
+    assert limits(None).object_store_memory == float("inf")
+    assert TrainConfig().ingest_object_store_mib == 256
+    assert "ingest_object_store_mib" not in TrainConfig().shaping_dump()
