@@ -6,8 +6,8 @@
 #   bash benchmarks/data_path_seeds.sh [VENV]     # VENV: a venv with the project installed (default .venv)
 #
 # Each (path, seed) runs in a fresh clone under a scratch folder: `dvc repro train@pixelcnn_digits` with the seed
-# set in params.yaml, then `python -m pipelines.evaluate pixelcnn_digits` with components/ and pipelines/ of this
-# commit. Writes benchmarks/results/data_path/seeds/<path>_seed<k>.eval.json and summarises them
+# set in params.yaml, then the features stage and `python -m pipelines.evaluate pixelcnn_digits` with components/ and
+# pipelines/ of this commit. Writes benchmarks/results/data_path/seeds/<path>_seed<k>.eval.json and summarises them
 # (benchmarks/results/data_path/seeds.md, by benchmarks/data_path_seeds.py). About 5 minutes per run on 2 cores.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -31,9 +31,10 @@ for path in before after; do
     start=$(date +%s)
     (cd "$dir" && dvc repro -q train@pixelcnn_digits)
     train_s=$(( $(date +%s) - start ))
-    # evaluate with this commit's evaluation code (the old one drew its samples differently)
+    # the domain classifier and the evaluation from this commit's code (the old evaluation drew its samples
+    # differently); the features stage is deterministic, so every run is scored in the same feature space
     git -C "$dir" checkout -q "$after" -- components pipelines
-    (cd "$dir" && python -m pipelines.evaluate pixelcnn_digits)
+    (cd "$dir" && python -m pipelines.features && python -m pipelines.evaluate pixelcnn_digits)
     python - "$dir" "$out/${path}_seed$seed.eval.json" "$path" "$seed" "$train_s" <<'EOF'
 import json, sys
 from pathlib import Path
