@@ -24,7 +24,7 @@ repro: setup
 test: setup
 	$(ACTIVATE) MLFLOW_DISABLE_TELEMETRY=true pytest -m "not slow"
 
-test-slow: setup  # full dvc repro of a tiny project, failure drills, ray job submit, Ray Tune, transfer stages, the two-node cluster (~25 minutes)
+test-slow: setup  # full dvc repro of a tiny project, failure drills, ray job submit, Ray Tune, transfer stages, the two-node cluster, a dataset 3x the worker memory cap (~30 minutes)
 	$(ACTIVATE) MLFLOW_DISABLE_TELEMETRY=true pytest -m slow
 
 lint: setup
