@@ -41,13 +41,12 @@ def main() -> None:
                 train, test = load_split(DATA, name, "train"), load_split(DATA, name, "test")
             if spec.kind not in ("image", "audio") or spec.num_classes < 2 or streamed:
                 # every dataset gets its folder, so that a stage can depend on data/features/<dataset> alone
-                reason = (
-                    "neither images nor audio"
-                    if spec.kind not in ("image", "audio")
-                    else "streamed (prepared chunk by chunk: no arrays to train on)"
-                    if streamed
-                    else "fewer than 2 classes"
-                )
+                if spec.kind not in ("image", "audio"):
+                    reason = "neither images nor audio"
+                elif streamed:
+                    reason = "streamed (prepared chunk by chunk: no arrays to train on)"
+                else:
+                    reason = "fewer than 2 classes"
                 write_json(tmp / name / NO_CLASSIFIER, {"dataset": name, "classifier": None, "reason": reason})
             elif spec.kind == "audio":
                 report[name] = _audio(tmp / name, name, spec, train, test, cfg)

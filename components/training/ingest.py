@@ -298,14 +298,14 @@ def _read_splits(
     return out
 
 
-def data_config(cfg: TrainConfig | None = None) -> Any:
+def data_config(cfg: TrainConfig) -> Any:
     """Ray Train's ingest settings: every split divided equally among the workers, blocks in file order (so one
     worker sees the same rows in the same order for the same seed), and at most ``train.ingest_object_store_mib``
-    of blocks in flight in the object store (None, or no ``cfg``: Ray Data's own budget, a share of the store)."""
+    of blocks in flight in the object store (None: Ray Data's own budget, a share of the store)."""
     import ray.train
     from ray.data import ExecutionOptions, ExecutionResources
 
-    mib = cfg.ingest_object_store_mib if cfg is not None else None
+    mib = cfg.ingest_object_store_mib
     limits = ExecutionResources.for_limits(object_store_memory=mib * 2**20) if mib else None
     return ray.train.DataConfig(
         datasets_to_split="all", execution_options=ExecutionOptions(preserve_order=True, resource_limits=limits)
